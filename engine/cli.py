@@ -1,2 +1,210 @@
-"""Command line."""
-def main() -> None: ...
+"""The ``trader`` command line.
+
+Every user-facing failure is a one-line ``error: ...`` on stderr with exit status 2 (bad input
+or settings) or 1 (a run that failed); tracebacks are for ``--debug`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from config.settings import SettingsError
+from engine.data.quality import DataError
+
+#: modules that add their own sub-commands with ``register(subparsers)``
+COMMAND_MODULES = (
+    "engine.runs_commands",
+    "engine.features.commands",
+    "models.commands",
+    "brokers.kite.commands",
+)
+
+
+class UserError(Exception):
+    """Raised by commands for a plain message to the user (exit status 2)."""
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the pipeline (backtest, demo, paper)."""
+    p.add_argument("--strategy", default="sma_cross", help="strategy name (default sma_cross)")
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="strategy parameter, repeatable")
+    p.add_argument("--interval", default="5minute", help="bar interval (default 5minute)")
+    p.add_argument("--start-date", type=iso_date)
+    p.add_argument("--end-date", type=iso_date)
+    p.add_argument("--capital", type=float)
+    p.add_argument("--costs", choices=["zerodha", "none"])
+    p.add_argument("--slippage-bps", type=float)
+    p.add_argument("--no-square-off", action="store_true")
+    p.add_argument("--db", help="SQLAlchemy URL or SQLite path (default sqlite:///trader.db)")
+    p.add_argument("--no-db", action="store_true", help="do not store the run")
+    p.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
+    p.add_argument("--report", type=Path, help="write a self-contained HTML report here")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> Any:
+    from config.settings import load_settings
+
+    overrides: dict[str, Any] = {"interval": args.interval}
+    if args.capital is not None:
+        overrides["capital"] = args.capital
+    if args.costs is not None:
+        overrides["costs"] = {"model": args.costs}
+    if args.slippage_bps is not None:
+        overrides["execution"] = {"slippage_bps": args.slippage_bps}
+    if args.no_square_off:
+        overrides["session"] = {"square_off_enabled": False}
+    return load_settings(profile, **overrides)
+
+
+def run_and_report(args: argparse.Namespace, bars: Any, label: str) -> int:
+    """Backtest ``bars`` with the args' strategy and settings; print, store, export."""
+    import structlog
+
+    from engine.runners.backtest import run_backtest
+    from engine.store.database import open_database
+    from engine.store.recorder import RunRecorder
+    from strategies.registry import make_strategy, parse_params
+
+    settings = settings_from_args(args)
+    strategy = make_strategy(args.strategy, parse_params(args.param))
+    recorder = None if args.no_db else RunRecorder(open_database(args.db), settings.mode)
+    log = structlog.get_logger()
+    log.info("backtest.start", data=label, strategy=strategy.name, interval=settings.interval,
+             symbols=len(bars.symbols), bars=len(bars.frame))
+    result = asyncio.run(
+        run_backtest(bars, strategy, settings, recorder, progress=not args.no_progress)
+    )
+    print(bars.quality)
+    print(format_metrics(result.metrics, result))
+    if result.run_id:
+        print(f"run_id: {result.run_id}  (trader runs show {result.run_id})")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result.as_json(), indent=2))
+    if args.report:
+        from engine.report import write_report_for_result
+
+        write_report_for_result(result, settings, args.report, bars.quality)
+        print(f"report: {args.report}")
+    return 0
+
+
+def format_metrics(metrics: dict[str, float], result: Any) -> str:
+    rows = [
+        ("total return", f"{metrics.get('total_return', 0):.2%}"),
+        ("CAGR", f"{metrics.get('cagr', 0):.2%}"),
+        ("Sharpe (daily)", f"{metrics.get('sharpe', 0):.2f}"),
+        ("Sharpe (bar)", f"{metrics.get('sharpe_bar', 0):.2f}"),
+        ("Sortino", f"{metrics.get('sortino', 0):.2f}"),
+        ("max drawdown", f"{metrics.get('max_drawdown', 0):.2%}"
+                         f" ({metrics.get('max_drawdown_days', 0):.1f} days)"),
+        ("trades", f"{int(metrics.get('trade_count', 0))}"),
+        ("win rate", f"{metrics.get('win_rate', 0):.1%}"),
+        ("profit factor", f"{metrics.get('profit_factor', 0):.2f}"),
+        ("avg trade", f"{metrics.get('avg_trade', 0):,.2f}"),
+        ("total P&L", f"{metrics.get('total_pnl', 0):,.2f}"),
+        ("exposure", f"{metrics.get('exposure', 0):.1%}"),
+        ("turnover", f"{metrics.get('turnover', 0):.1f}x"),
+        ("costs", f"{metrics.get('total_costs', 0):,.2f}"),
+        ("bars", f"{result.bars_processed} slices, {result.symbol_bars} symbol-bars "
+                 f"in {result.elapsed_s:.2f}s"),
+        ("orders / denials", f"{result.orders} / {result.denials}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from engine.data.loader import load_bars
+
+    bars = load_bars(args.data, args.interval, args.start_date, args.end_date)
+    return run_and_report(args, bars, ", ".join(args.data))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trader", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines")
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bt = sub.add_parser("backtest", help="event-replay backtest on stored bars")
+    bt.add_argument("--data", action="append", required=True, metavar="PATH",
+                    help="Parquet/CSV file or directory; repeatable")
+    add_run_options(bt)
+    bt.set_defaults(func=cmd_backtest)
+
+    demo = sub.add_parser("demo", help="the whole job on a seeded synthetic market")
+    demo.add_argument("--symbols", type=int, default=5)
+    demo.add_argument("--days", type=int, default=60)
+    demo.add_argument("--seed", type=int, default=7)
+    add_run_options(demo)
+    demo.set_defaults(func=cmd_demo, db="demo.db")
+
+    for name in COMMAND_MODULES:
+        register = _optional_register(name)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def _optional_register(module: str) -> Callable[[Any], None] | None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None  # that subsystem is not installed in this build
+        raise
+    return getattr(mod, "register", None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from engine.log import configure_logging
+
+    configure_logging(getattr(args, "mode", "backtest"), args.log_json, args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, SettingsError, UserError, ValueError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from engine.bus import HandlerError
+
+        if args.debug:
+            raise
+        kind = "run failed" if isinstance(exc, HandlerError) else "internal error"
+        print(f"error: {kind}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

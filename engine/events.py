@@ -126,6 +126,18 @@ class Order(NamedTuple):
     reason: str = ""
 
 
+class OrderUpdate(NamedTuple):
+    """A broker's word on an order's lifecycle after submission (fills travel as ``Fill``)."""
+
+    ts_ns: int
+    seq: int
+    order_id: str
+    symbol: str
+    status: OrderStatus
+    filled_qty: int
+    reason: str = ""
+
+
 class Fill(NamedTuple):
     ts_ns: int
     seq: int

@@ -1,0 +1,196 @@
+"""Kite credentials: from the environment or a private secrets file, never from the repository.
+
+The secrets file is ``KEY=VALUE`` lines using the same names as the environment variables
+(``KITE_API_KEY``, ``KITE_API_SECRET``, ``KITE_ACCESS_TOKEN``); ``#`` starts a comment. It must be
+readable by its owner only (mode 0600): a token that lets anyone trade the account must not sit
+in a world-readable file, so a looser mode is refused rather than warned about.
+
+Credentials print as ``<redacted>`` everywhere (repr, str, logs); ``scrub`` removes them from
+any text that might embed them, such as a websocket URL inside an exception message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from brokers.kite.settings import KiteSettings
+
+ENV_API_KEY = "KITE_API_KEY"
+ENV_API_SECRET = "KITE_API_SECRET"
+ENV_ACCESS_TOKEN = "KITE_ACCESS_TOKEN"
+_FIELDS = {ENV_API_KEY: "api_key", ENV_API_SECRET: "api_secret", ENV_ACCESS_TOKEN: "access_token"}
+
+
+class CredentialsError(ValueError):
+    """Credentials are missing, malformed, or stored unsafely."""
+
+
+class InsecureSecretsFileError(CredentialsError):
+    pass
+
+
+@dataclass(frozen=True)
+class KiteCredentials:
+    api_key: str = field(repr=False)
+    api_secret: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        def shown(value: str | None) -> str:
+            return "<redacted>" if value else "<missing>"
+
+        return (
+            f"KiteCredentials(api_key={shown(self.api_key)}, "
+            f"api_secret={shown(self.api_secret)}, access_token={shown(self.access_token)})"
+        )
+
+    __str__ = __repr__
+
+    def require_access_token(self) -> str:
+        if not self.access_token:
+            raise CredentialsError(
+                f"no Kite access token: set {ENV_ACCESS_TOKEN} or run `trader kite login`"
+            )
+        return self.access_token
+
+    def require_api_secret(self) -> str:
+        if not self.api_secret:
+            raise CredentialsError(
+                f"no Kite API secret: set {ENV_API_SECRET} or add it to the secrets file"
+            )
+        return self.api_secret
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every credential value replaced by ``<redacted>``."""
+        for value in (self.access_token, self.api_secret, self.api_key):
+            if value:
+                text = text.replace(value, "<redacted>")
+        return text
+
+    def with_access_token(self, token: str) -> KiteCredentials:
+        return replace(self, access_token=token)
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secrets file that anyone but its owner can read or write."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise InsecureSecretsFileError(
+            f"secrets file {path} has mode {mode:04o}; it must be private to its owner. "
+            f"Fix with: chmod 600 {path}"
+        )
+
+
+def read_secrets_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` pairs of a private secrets file. Errors name the file and line."""
+    try:
+        check_private(path)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CredentialsError(f"secrets file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"cannot read secrets file {path}: {exc}") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        if not sep or not key:
+            # never echo the line: it may hold a secret
+            raise CredentialsError(f"{path}:{number}: expected KEY=VALUE")
+        values[key] = value.strip().strip("'\"")
+    return values
+
+
+def write_secrets_file(path: Path, updates: Mapping[str, str]) -> None:
+    """Merge ``updates`` into the secrets file, creating it 0600; atomic (temp file + rename)."""
+    existing = read_secrets_file(path) if path.exists() else {}
+    existing.update(updates)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".kite-secrets-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("# Kite credentials; keep this file private (chmod 600)\n")
+            for key, value in existing.items():
+                out.write(f"{key}={value}\n")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_credentials(
+    settings: KiteSettings | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets_file: Path | None = None,
+) -> KiteCredentials:
+    """Environment variables win field by field; the secrets file (if it exists) fills the rest.
+
+    An API key is always required; the secret and token are checked by the operation that needs
+    them (``require_access_token`` / ``require_api_secret``).
+    """
+    source = os.environ if env is None else env
+    path = secrets_file or (settings or KiteSettings.from_env(source)).secrets_path
+    from_file = read_secrets_file(path) if path.exists() else {}
+    values: dict[str, str | None] = {}
+    for env_name, attr in _FIELDS.items():
+        values[attr] = source.get(env_name) or from_file.get(env_name) or None
+    api_key = values.pop("api_key")
+    if not api_key:
+        raise CredentialsError(
+            f"no Kite API key: set {ENV_API_KEY} or put it in the secrets file {path}"
+        )
+    return KiteCredentials(api_key=api_key, **values)
+
+
+def session_checksum(api_key: str, request_token: str, api_secret: str) -> str:
+    """Kite's login checksum: SHA-256 of api_key + request_token + api_secret."""
+    return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
+
+
+def exchange_request_token(
+    settings: KiteSettings, credentials: KiteCredentials, request_token: str
+) -> str:
+    """Trade a login ``request_token`` for an access token via kiteconnect's ``generate_session``.
+
+    Blocking (the official client uses requests): call it from the CLI or a worker thread.
+    """
+    import requests
+    from kiteconnect import KiteConnect
+    from kiteconnect import exceptions as kite_exceptions
+
+    from brokers.kite.errors import KiteError, KiteNetworkError, KiteTokenError
+
+    client = KiteConnect(
+        api_key=credentials.api_key, root=settings.api_root, timeout=settings.request_timeout_s
+    )
+    try:
+        session = client.generate_session(request_token, credentials.require_api_secret())
+    except kite_exceptions.TokenException as exc:
+        raise KiteTokenError(f"login failed: {credentials.scrub(str(exc))}") from None
+    except kite_exceptions.KiteException as exc:
+        raise KiteError(f"login failed: {credentials.scrub(str(exc))}", exc.code) from None
+    except requests.RequestException as exc:
+        raise KiteNetworkError(f"login failed: {credentials.scrub(str(exc))}") from None
+    token = session.get("access_token") if isinstance(session, dict) else None
+    if not token:
+        raise KiteError("login answered without an access_token")
+    return str(token)
+
+
+def login(
+    settings: KiteSettings, credentials: KiteCredentials, request_token: str
+) -> KiteCredentials:
+    """Exchange the request token and store the new access token in the secrets file."""
+    token = exchange_request_token(settings, credentials, request_token)
+    write_secrets_file(settings.secrets_path, {ENV_ACCESS_TOKEN: token})
+    return credentials.with_access_token(token)

@@ -1,0 +1,61 @@
+"""Kite failures as types, so callers decide between retry, halt and report without parsing text.
+
+``KiteTokenError`` is the one users meet daily: Kite access tokens expire every morning, and the
+right reaction is a plain message (and, in the daemon, trading state HALTED), never a retry loop.
+"""
+
+from __future__ import annotations
+
+
+class KiteError(Exception):
+    """Any error reported by Kite or met while talking to it."""
+
+    def __init__(self, message: str, status: int | None = None, error_type: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+
+class KiteTokenError(KiteError):
+    """The access token was rejected: expired (daily, around 06:00 IST), revoked or wrong."""
+
+    def __init__(self, message: str = "", status: int | None = 403) -> None:
+        text = (
+            "Kite rejected the access token (tokens expire daily around 06:00 IST); "
+            "run `trader kite login` to get a new one"
+        )
+        super().__init__(f"{text}: {message}" if message else text, status, "TokenException")
+
+
+class KiteRetryableError(KiteError):
+    """Worth retrying after a pause: rate limited (429), server trouble (5xx), timeouts."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        error_type: str = "",
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, status, error_type)
+        self.retry_after_s = retry_after_s
+
+
+class KiteRateLimitError(KiteRetryableError):
+    pass
+
+
+class KiteServerError(KiteRetryableError):
+    pass
+
+
+class KiteNetworkError(KiteRetryableError):
+    """No (complete) answer: connection refused/reset, timeout."""
+
+
+class KiteInputError(KiteError, ValueError):
+    """Kite refused the request as malformed (4xx other than auth and rate limit)."""
+
+
+class KiteResponseError(KiteError, ValueError):
+    """Kite answered with something that is not the documented shape."""

@@ -1,0 +1,127 @@
+"""Typed settings for every component, with defaults per mode.
+
+Every rate and limit the engine applies is here, so a run's behaviour is fully described by its
+stored settings JSON. Environment overrides use the ``TRADER_`` prefix with ``__`` for nesting
+(``TRADER_RISK__MAX_DRAWDOWN_PCT=15``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CostSettings(_Strict):
+    """Zerodha intraday (MIS) equity charges; percentages are of turnover on that leg."""
+
+    model: Literal["zerodha", "none"] = "zerodha"
+    brokerage_pct: float = Field(0.03, ge=0)
+    brokerage_cap: float = Field(20.0, ge=0, description="rupees per executed order")
+    stt_sell_pct: float = Field(0.025, ge=0)
+    exchange_txn_pct: float = Field(0.00297, ge=0, description="NSE transaction charges")
+    sebi_per_crore: float = Field(10.0, ge=0)
+    stamp_buy_pct: float = Field(0.003, ge=0)
+    gst_pct: float = Field(18.0, ge=0, description="on brokerage + transaction + SEBI")
+
+
+class ExecutionSettings(_Strict):
+    slippage_bps: float = Field(0.0, ge=0, description="adverse, on market and stop fills")
+    tick_size: float = Field(0.05, gt=0)
+
+
+class SessionSettings(_Strict):
+    open: time = time(9, 15)
+    close: time = time(15, 30)
+    square_off: time = time(15, 20)
+    square_off_enabled: bool = True
+
+
+class RiskSettings(_Strict):
+    max_position_qty: int | None = Field(None, ge=1, description="per symbol, absolute")
+    max_position_value: float | None = Field(None, gt=0, description="per symbol, rupees")
+    max_gross_exposure: float = Field(5.0, gt=0, description="gross value / equity (MIS ~5x)")
+    max_orders_per_minute: int = Field(120, ge=1)
+    daily_loss_limit_pct: float = Field(5.0, gt=0, description="of start-of-day equity")
+    reduce_drawdown_pct: float = Field(15.0, gt=0, description="ACTIVE → REDUCING")
+    max_drawdown_pct: float = Field(20.0, gt=0, description="→ HALTED")
+    flatten_on_halt: bool = True
+
+
+class EngineSettings(_Strict):
+    mode: Literal["backtest", "paper", "live"] = "backtest"
+    capital: float = Field(1_000_000.0, gt=0)
+    interval: str = "5minute"
+    costs: CostSettings = CostSettings()
+    execution: ExecutionSettings = ExecutionSettings()
+    session: SessionSettings = SessionSettings()
+    risk: RiskSettings = RiskSettings()
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        from engine.sessions import parse_interval
+
+        parse_interval(value)
+        return value
+
+    def as_json(self) -> str:
+        return self.model_dump_json()
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "backtest": {"mode": "backtest"},
+    "paper": {"mode": "paper"},
+    "live": {"mode": "live", "capital": 50_000.0},
+}
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names it."""
+
+
+def _env_overrides(prefix: str = "TRADER_") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if not key.startswith(prefix) or key in {"TRADER_DB", "TRADER_TOKEN"}:
+            continue
+        path = key[len(prefix) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        try:
+            node[path[-1]] = json.loads(value)
+        except json.JSONDecodeError:
+            node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(profile: str = "backtest", **overrides: Any) -> EngineSettings:
+    """Profile defaults ← environment ← explicit overrides (CLI flags)."""
+    if profile not in PROFILES:
+        raise SettingsError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    data = _merge(_merge(PROFILES[profile], _env_overrides()), overrides)
+    try:
+        return EngineSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

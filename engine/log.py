@@ -1,0 +1,46 @@
+"""structlog set-up: readable console lines by default, JSON lines with ``--log-json``.
+
+The run's mode is bound into every line, so a paper line can never be mistaken for a live one;
+values whose key looks like a secret are redacted before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = ("token", "secret", "password", "api_key", "access")
+
+
+def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in event:
+        if any(part in key.lower() for part in _SECRET_KEYS):
+            event[key] = "***"
+    return event
+
+
+def configure_logging(mode: str = "backtest", json_lines: bool = False, level: str = "info") -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(mode=mode)

@@ -1,0 +1,88 @@
+"""NSE session arithmetic on UTC epoch nanoseconds.
+
+India has no daylight saving, so Asia/Kolkata is a fixed +05:30 offset and session maths can be
+integer arithmetic on epoch nanoseconds — the hot paths (feeds, square-off, features) never
+touch datetime objects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time
+
+import numpy as np
+
+NS_PER_MINUTE = 60_000_000_000
+NS_PER_DAY = 86_400_000_000_000
+IST_OFFSET_NS = (5 * 60 + 30) * NS_PER_MINUTE
+
+
+def minute_of_day(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+@dataclass(frozen=True)
+class SessionTimes:
+    """Regular NSE cash session and the intraday square-off time (all IST)."""
+
+    open: time = time(9, 15)
+    close: time = time(15, 30)
+    square_off: time = time(15, 20)
+
+    @property
+    def open_minute(self) -> int:
+        return minute_of_day(self.open)
+
+    @property
+    def close_minute(self) -> int:
+        return minute_of_day(self.close)
+
+    @property
+    def square_off_minute(self) -> int:
+        return minute_of_day(self.square_off)
+
+    @property
+    def length_minutes(self) -> int:
+        return self.close_minute - self.open_minute
+
+    def bars_per_session(self, interval_minutes: int) -> int:
+        return -(-self.length_minutes // interval_minutes)
+
+
+NSE = SessionTimes()
+
+
+def local_minute(ts_ns: int) -> int:
+    """Minute of the IST day for a UTC epoch-ns timestamp."""
+    return ((ts_ns + IST_OFFSET_NS) % NS_PER_DAY) // NS_PER_MINUTE
+
+
+def local_day(ts_ns: int) -> int:
+    """IST calendar day number (days since 1970-01-01 in IST)."""
+    return (ts_ns + IST_OFFSET_NS) // NS_PER_DAY
+
+
+def local_minutes(ts_ns: np.ndarray) -> np.ndarray:
+    return ((ts_ns + IST_OFFSET_NS) % NS_PER_DAY) // NS_PER_MINUTE
+
+
+def local_days(ts_ns: np.ndarray) -> np.ndarray:
+    return (ts_ns + IST_OFFSET_NS) // NS_PER_DAY
+
+
+_INTERVAL = re.compile(r"^(\d*)\s*(minute|min|m|hour|h)$")
+
+
+def parse_interval(text: str) -> int:
+    """'minute', '5minute', '15min', '1hour' → minutes. Raises ValueError naming the text."""
+    match = _INTERVAL.match(text.strip().lower())
+    if not match:
+        raise ValueError(
+            f"interval {text!r} is not understood; use e.g. 1minute, 3minute, 5minute, 15minute"
+        )
+    count = int(match.group(1) or 1)
+    minutes = count * (60 if match.group(2) in {"hour", "h"} else 1)
+    if not 1 <= minutes <= NSE.length_minutes:
+        raise ValueError(f"interval {text!r} must be between 1 minute and one session")
+    return minutes

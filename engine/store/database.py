@@ -1,0 +1,38 @@
+"""Engine creation and schema set-up for a database URL or a bare SQLite path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+
+from engine.store.schema import Base
+
+DEFAULT_DB = "sqlite:///trader.db"
+
+
+def database_url(value: str | None) -> str:
+    """A SQLAlchemy URL, or a file path meaning SQLite there."""
+    if not value:
+        return DEFAULT_DB
+    return value if "://" in value else f"sqlite:///{Path(value)}"
+
+
+def open_database(url: str | None) -> Engine:
+    url = database_url(url)
+    try:
+        engine = create_engine(url, future=True)
+    except Exception as exc:  # a bad URL must read as a settings error, not a traceback
+        raise ValueError(f"--db {url!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    Base.metadata.create_all(engine)
+    return engine

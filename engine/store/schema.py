@@ -1,0 +1,113 @@
+"""Tables. Timestamps are UTC epoch nanoseconds (BigInteger): exact, zone-free and sortable on
+every backend; readers convert to IST. Every row carries the run's ``mode``."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    strategy: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[str] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    config_json: Mapped[str] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(64))
+    data_fingerprint: Mapped[str] = mapped_column(String(64))
+    spec_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bars_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_bar_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    metrics_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    quality_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+def _run_fk() -> Mapped[str]:
+    return mapped_column(String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    mode: Mapped[str] = mapped_column(String(8))
+    order_id: Mapped[str] = mapped_column(String(64))
+    intent_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[int] = mapped_column(Integer)
+    qty: Mapped[int] = mapped_column(Integer)
+    order_type: Mapped[str] = mapped_column(String(8))
+    limit_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stop_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (Index("ix_orders_run_order", "run_id", "order_id", unique=True),)
+
+
+class FillRow(Base):
+    __tablename__ = "fills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    mode: Mapped[str] = mapped_column(String(8))
+    order_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[int] = mapped_column(Integer)
+    qty: Mapped[int] = mapped_column(Integer)
+    price: Mapped[float] = mapped_column(Float)
+    costs: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class TradeRow(Base):
+    __tablename__ = "trades"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    mode: Mapped[str] = mapped_column(String(8))
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[int] = mapped_column(Integer)
+    qty: Mapped[int] = mapped_column(Integer)
+    entry_ts: Mapped[int] = mapped_column(BigInteger)
+    entry_price: Mapped[float] = mapped_column(Float)
+    exit_ts: Mapped[int] = mapped_column(BigInteger)
+    exit_price: Mapped[float] = mapped_column(Float)
+    pnl: Mapped[float] = mapped_column(Float)
+    costs: Mapped[float] = mapped_column(Float)
+    exit_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class EquityRow(Base):
+    __tablename__ = "equity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    mode: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    equity: Mapped[float] = mapped_column(Float)
+    gross: Mapped[float] = mapped_column(Float)
+    drawdown: Mapped[float] = mapped_column(Float)
+
+
+class RiskEventRow(Base):
+    __tablename__ = "risk_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = _run_fk()
+    mode: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8))
+    gate: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10))

@@ -1,0 +1,110 @@
+"""Per-bar risk monitoring: drawdown from peak, daily loss, kill switch, flatten on halt.
+
+Gates judge intents; the monitor judges the account after every bar and tightens the trading
+state. A new session resumes trading unless the halt came from the kill switch, which only an
+operator lifts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Protocol
+
+from config.settings import RiskSettings
+from engine.bus import EventBus
+from engine.events import BarSlice, OrderIntent, Side, TradingState
+from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
+from risk.gates import AccountView
+from risk.state import TradingStateMachine
+
+KILL_SWITCH = "kill_switch"
+
+
+class Holdings(AccountView, Protocol):  # the monitor also needs what to flatten
+    def holdings(self) -> dict[str, int]: ...
+
+
+class RiskMonitor:
+    def __init__(
+        self, bus: EventBus, settings: RiskSettings, account: Holdings, state: TradingStateMachine
+    ) -> None:
+        self._bus = bus
+        self._account = account
+        self.state = state
+        self._max_dd = settings.max_drawdown_pct / 100.0
+        self._reduce_dd = settings.reduce_drawdown_pct / 100.0
+        self._daily = settings.daily_loss_limit_pct / 100.0
+        self._flatten = settings.flatten_on_halt
+        self.peak = account.equity
+        self._day = -1
+        self._next_day_ns = -(1 << 62)
+        self._day_start = account.equity
+        self._last_equity = account.equity
+        self._intents = 0
+
+    def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
+        equity = self._account.equity
+        new_day = bars.ts_ns >= self._next_day_ns
+        if new_day:
+            day = local_day(bars.ts_ns)
+            self._day = day
+            self._next_day_ns = (day + 1) * NS_PER_DAY - IST_OFFSET_NS
+            self._day_start = self._last_equity
+        self._last_equity = equity
+        if equity > self.peak:
+            self.peak = equity
+        drawdown = 1.0 - equity / self.peak if self.peak > 0 else 1.0
+        day_loss = 1.0 - equity / self._day_start if self._day_start > 0 else 1.0
+        if (
+            not new_day
+            and self.state.state == TradingState.ACTIVE
+            and drawdown < self._reduce_dd
+            and day_loss < self._daily
+        ):
+            return None
+        return self._evaluate(bars.ts_ns, new_day, drawdown, day_loss)
+
+    async def _evaluate(self, ts_ns: int, new_day: bool, drawdown: float, day_loss: float) -> None:
+        state = self.state
+        if new_day and state.state != TradingState.ACTIVE and state.reason != KILL_SWITCH:
+            await state.resume(ts_ns, "session", "new session")
+        if drawdown >= self._max_dd:
+            await self.halt(ts_ns, "max_drawdown", f"drawdown {drawdown:.2%} ≥ {self._max_dd:.2%}")
+        elif day_loss >= self._daily:
+            await self.halt(ts_ns, "daily_loss", f"daily loss {day_loss:.2%} ≥ {self._daily:.2%}")
+        elif drawdown >= self._reduce_dd:
+            await state.tighten(
+                TradingState.REDUCING, ts_ns, "drawdown",
+                f"drawdown {drawdown:.2%} ≥ {self._reduce_dd:.2%}",
+            )
+
+    async def halt(self, ts_ns: int, gate: str, reason: str, flatten: bool | None = None) -> None:
+        moved = await self.state.tighten(TradingState.HALTED, ts_ns, gate, reason)
+        if moved and (self._flatten if flatten is None else flatten):
+            await self.flatten(ts_ns, f"flatten on halt: {reason}")
+
+    async def kill_switch(self, ts_ns: int, who: str = "operator") -> None:
+        await self.state.tighten(TradingState.HALTED, ts_ns, KILL_SWITCH, f"kill switch by {who}")
+        self.state.reason = KILL_SWITCH
+        await self.flatten(ts_ns, "kill switch")
+
+    async def flatten(self, ts_ns: int, reason: str, only: str | None = None) -> None:
+        """Market intents closing every holding (or one symbol), raised as the "risk" source."""
+        for symbol, qty in sorted(self._account.holdings().items()):
+            if only is not None and symbol != only:
+                continue
+            await publish_close(self._bus, ts_ns, "risk", symbol, qty, reason, self._next_id())
+
+    def _next_id(self) -> str:
+        self._intents += 1
+        return f"risk-{self._intents}"
+
+
+async def publish_close(
+    bus: EventBus, ts_ns: int, source: str, symbol: str, qty: int, reason: str, intent_id: str
+) -> None:
+    """Publish the market intent that takes ``qty`` (signed holding) to zero."""
+    side = Side.SELL if qty > 0 else Side.BUY
+    await bus.publish(
+        OrderIntent(ts_ns, bus.next_seq(), intent_id, source, symbol, side, abs(qty), reason=reason)
+    )
