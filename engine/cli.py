@@ -73,17 +73,23 @@ def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> A
     return load_settings(profile, **overrides)
 
 
-def run_and_report(args: argparse.Namespace, bars: Any, label: str) -> int:
-    """Backtest ``bars`` with the args' strategy and settings; print, store, export."""
+def prepare_run(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Settings and strategy from the args — checked before any data is read."""
+    from strategies.registry import make_strategy, parse_params
+
+    return settings_from_args(args), make_strategy(args.strategy, parse_params(args.param))
+
+
+def run_and_report(args: argparse.Namespace, prepared: tuple[Any, Any], bars: Any,
+                   label: str) -> int:
+    """Backtest ``bars`` with the prepared settings and strategy; print, store, export."""
     import structlog
 
     from engine.runners.backtest import run_backtest
     from engine.store.database import open_database
     from engine.store.recorder import RunRecorder
-    from strategies.registry import make_strategy, parse_params
 
-    settings = settings_from_args(args)
-    strategy = make_strategy(args.strategy, parse_params(args.param))
+    settings, strategy = prepared
     recorder = None if args.no_db else RunRecorder(open_database(args.db), settings.mode)
     log = structlog.get_logger()
     log.info("backtest.start", data=label, strategy=strategy.name, interval=settings.interval,
@@ -133,8 +139,9 @@ def format_metrics(metrics: dict[str, float], result: Any) -> str:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from engine.data.loader import load_bars
 
+    prepared = prepare_run(args)
     bars = load_bars(args.data, args.interval, args.start_date, args.end_date)
-    return run_and_report(args, bars, ", ".join(args.data))
+    return run_and_report(args, prepared, bars, ", ".join(args.data))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -12,10 +12,11 @@ from engine.data.synthetic import SyntheticMarket
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from engine.cli import run_and_report
+    from engine.cli import prepare_run, run_and_report
 
+    prepared = prepare_run(args)
     market = SyntheticMarket(symbols=args.symbols, days=args.days, seed=args.seed)
     bars = market.bars(args.interval)
     print(f"synthetic market: {args.symbols} symbols × {args.days} sessions, seed {args.seed}, "
           f"{args.interval} bars")
-    return run_and_report(args, bars, market.fingerprint())
+    return run_and_report(args, prepared, bars, market.fingerprint())

@@ -19,3 +19,4 @@ def nifty_path() -> Path:
     if not NIFTY.exists():
         pytest.fail(f"{NIFTY} is missing: the shared data must sit at ../shared beside the repo")
     return NIFTY
+

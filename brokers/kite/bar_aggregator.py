@@ -6,8 +6,11 @@ Rules (the same input sequence always gives the same bars):
   the last bar is cut at 15:30. A bar is stamped with its start, as everywhere in the engine.
   Ticks outside 09:15–15:30 make no bar data (counted in ``stats.out_of_session``) but do advance
   the clock below, so a post-close tick closes the day's last bar.
-* **Time.** A tick's time is its exchange timestamp (full mode); ticks without one (ltp/quote
-  modes) use the arrival time the caller passes, else are dropped (``stats.no_timestamp``).
+* **Time.** A tick's time is its exchange timestamp (only full-mode packets carry one). Ticks
+  without one (ltp/quote modes, and the quote-mode snapshot Kite sends on every subscribe) are
+  counted in ``stats.no_timestamp`` and dropped — unless ``arrival_time_fallback`` is set for a
+  feed that is ltp/quote only, in which case the arrival time the caller passes is used. Mixing
+  the two clocks in one feed would let a wall-clock stamp close bars of the exchange clock.
 * **Closing a bar.** The watermark is the latest tick time seen for any symbol. The bar slot
   [T, T+N) is emitted, for all symbols at once, when the watermark reaches T+N+grace (grace lets
   slightly-late ticks of other symbols land). ``flush(now)`` closes slots by the wall clock when
@@ -22,8 +25,8 @@ Rules (the same input sequence always gives the same bars):
   reordered ticks or a cumulative value that goes backwards never produce negative volume, and
   volume traded while we were disconnected is not lost: it lands in the first bar after the gap.
   Baseline for a symbol's first bar of the day: 0 if that bar is the session's first (so it
-  includes the pre-open auction volume, as exchange candles do), otherwise the first observed
-  cumulative value (we joined mid-session; earlier volume is unknowable, so that bar
+  includes the pre-open auction volume, as exchange candles do), otherwise the lowest cumulative
+  value observed in that bar (we joined mid-session; earlier volume is unknowable, so that bar
   under-counts rather than absorbing the whole morning). Indices have no volume: 0.
 * **Gaps.** A slot in which a symbol had no tick has no bar for that symbol (no forward fill —
   the consumer decides).
@@ -66,12 +69,12 @@ class AggregatorStats:
 
 
 class _Bar:
-    __slots__ = ("close", "close_ns", "cum_first", "cum_max", "high", "low", "open", "open_ns")
+    __slots__ = ("close", "close_ns", "cum_max", "cum_min", "high", "low", "open", "open_ns")
 
     def __init__(self, ts_ns: int, price: float, cum: int | None) -> None:
         self.open = self.high = self.low = self.close = price
         self.open_ns = self.close_ns = ts_ns
-        self.cum_first = self.cum_max = cum
+        self.cum_min = self.cum_max = cum
 
     def add(self, ts_ns: int, price: float, cum: int | None) -> None:
         if price > self.high:
@@ -82,8 +85,11 @@ class _Bar:
             self.open, self.open_ns = price, ts_ns
         if ts_ns >= self.close_ns:
             self.close, self.close_ns = price, ts_ns
-        if cum is not None and (self.cum_max is None or cum > self.cum_max):
-            self.cum_max = cum
+        if cum is not None:
+            if self.cum_max is None or cum > self.cum_max:
+                self.cum_max = cum
+            if self.cum_min is None or cum < self.cum_min:
+                self.cum_min = cum
 
 
 class BarAggregator:
@@ -95,6 +101,7 @@ class BarAggregator:
         symbols: Mapping[int, str] | None = None,
         grace_s: float = 2.0,
         session: SessionTimes = NSE,
+        arrival_time_fallback: bool = False,
     ) -> None:
         if not 1 <= interval_minutes <= session.length_minutes:
             raise ValueError(f"interval_minutes {interval_minutes} must be 1..one session")
@@ -102,6 +109,7 @@ class BarAggregator:
         self.grace_ns = int(grace_s * NS_PER_SECOND)
         self.symbols = dict(symbols or {})
         self.session = session
+        self.arrival_time_fallback = arrival_time_fallback
         self.stats = AggregatorStats()
         self._open_ns = session.open_minute * NS_PER_MINUTE  # offsets within the IST day
         self._close_ns = session.close_minute * NS_PER_MINUTE
@@ -119,7 +127,9 @@ class BarAggregator:
         if symbol is None:
             self.stats.unknown_token += 1
             return []
-        stamp = tick.get("exchange_timestamp") or received_at
+        stamp = tick.get("exchange_timestamp")
+        if stamp is None and self.arrival_time_fallback:
+            stamp = received_at
         if stamp is None:
             self.stats.no_timestamp += 1
             return []
@@ -198,6 +208,6 @@ class BarAggregator:
         elif first_slot:
             base = 0
         else:
-            base = bar.cum_first if bar.cum_first is not None else bar.cum_max
+            base = bar.cum_min if bar.cum_min is not None else bar.cum_max
         self._base[symbol] = (day, max(base, bar.cum_max))
         return max(0, bar.cum_max - base)

@@ -19,8 +19,20 @@ from engine.data.quality import DataQuality
 from engine.events import IST
 from engine.sessions import NSE, parse_interval
 
-NAMES = ["RELIANCE", "INFY", "HDFCBANK", "TCS", "ICICIBANK", "SBIN", "ITC", "LT", "AXISBANK",
-         "KOTAKBANK", "BHARTIARTL", "HINDUNILVR"]
+NAMES = [
+    "RELIANCE",
+    "INFY",
+    "HDFCBANK",
+    "TCS",
+    "ICICIBANK",
+    "SBIN",
+    "ITC",
+    "LT",
+    "AXISBANK",
+    "KOTAKBANK",
+    "BHARTIARTL",
+    "HINDUNILVR",
+]
 
 
 @dataclass(frozen=True)
@@ -72,24 +84,36 @@ class SyntheticMarket:
         open_[::minutes] = close[::minutes] / np.exp(rets[::minutes] - gaps)  # gap in the open
         wick = np.abs(rng.normal(0.0, 1.0, (steps, n_sym))) * np.sqrt(base_var) * 0.5
         high = np.maximum(open_, close) * (1.0 + wick)
-        low = np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 1.0, (steps, n_sym)))
-                                          * np.sqrt(base_var) * 0.5)
+        low = np.minimum(open_, close) * (
+            1.0 - np.abs(rng.normal(0.0, 1.0, (steps, n_sym))) * np.sqrt(base_var) * 0.5
+        )
         tick = 0.05
-        open_, close = np.round(open_ / tick) * tick, np.round(close / tick) * tick
-        high = np.maximum(np.ceil(high / tick - 1e-9) * tick, np.maximum(open_, close))
-        low = np.minimum(np.floor(low / tick + 1e-9) * tick, np.minimum(open_, close))
+        # on the tick, and exactly the nearest double to a 2-decimal price (as vendors send)
+        open_, close = (
+            np.round(np.round(open_ / tick) * tick, 2),
+            np.round(np.round(close / tick) * tick, 2),
+        )
+        high = np.maximum(np.round(np.ceil(high / tick - 1e-9) * tick, 2), np.maximum(open_, close))
+        low = np.minimum(np.round(np.floor(low / tick + 1e-9) * tick, 2), np.minimum(open_, close))
         volume = np.round(
             rng.lognormal(8.0, 0.5, (steps, n_sym)) * np.tile(shape**2, len(days))[:, None]
         )
         session_open = pd.Timedelta(hours=NSE.open.hour, minutes=NSE.open.minute)
-        day_ts = pd.DatetimeIndex(days).tz_localize(IST) + session_open
-        ts = (day_ts.values[:, None] + np.arange(minutes) * np.timedelta64(1, "m")).ravel()
-        stamps = pd.DatetimeIndex(ts).tz_localize("UTC").tz_convert(IST)
+        day_ts = (pd.DatetimeIndex(days) + session_open).to_numpy()  # naive wall-clock IST
+        ts = (day_ts[:, None] + np.arange(minutes) * np.timedelta64(1, "m")).ravel()
+        stamps = pd.DatetimeIndex(ts).tz_localize(IST)
         names = self.symbol_names()
         frames = [
             pd.DataFrame(
-                {"ts": stamps, "symbol": names[j], "open": open_[:, j], "high": high[:, j],
-                 "low": low[:, j], "close": close[:, j], "volume": volume[:, j]}
+                {
+                    "ts": stamps,
+                    "symbol": names[j],
+                    "open": open_[:, j],
+                    "high": high[:, j],
+                    "low": low[:, j],
+                    "close": close[:, j],
+                    "volume": volume[:, j],
+                }
             )
             for j in range(n_sym)
         ]

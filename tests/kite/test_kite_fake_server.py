@@ -63,7 +63,9 @@ def test_market_data_matches_fixtures(kite):
     assert kite.ohlc("NSE:INFY")["NSE:INFY"]["ohlc"] == quote["NSE:INFY"]["ohlc"]
     nse = (FIXTURES / "instruments_nse.csv").read_bytes()
     assert kite.instruments("NSE") == kite._parse_instruments(nse)
-    assert kite.instruments() == kite._parse_instruments((FIXTURES / "instruments_all.csv").read_bytes())
+    assert kite.instruments() == kite._parse_instruments(
+        (FIXTURES / "instruments_all.csv").read_bytes()
+    )
     nfo = kite.instruments("NFO")
     assert nfo and all(row["exchange"] == "NFO" for row in nfo)
 

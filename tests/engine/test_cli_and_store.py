@@ -1,0 +1,105 @@
+"""The ``trader`` commands end to end, on a real SQLite file, and their error behaviour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from engine.cli import main
+from engine.store.database import open_database
+from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, capsys):
+    db = tmp_path / "runs.db"
+    out = tmp_path / "result.json"
+    report = tmp_path / "report.html"
+    code = main([
+        "backtest", "--data", str(nifty_path), "--interval", "15minute", "--strategy",
+        "sma_cross", "--param", "fast=5", "--param", "slow=20", "--param", "qty=2",
+        "--end-date", "2021-03-31", "--db", str(db), "--json", str(out), "--report",
+        str(report), "--no-progress",
+    ])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert {"run_id", "metrics", "trades", "bars_processed", "data_quality",
+            "elapsed_seconds"} <= set(result)
+    trade = result["trades"][0]
+    assert {"symbol", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price",
+            "pnl", "costs"} <= set(trade) and trade["qty"] == 2
+    assert result["data_quality"]["dropped"]["outside_session"] > 0
+    assert "data quality" in capsys.readouterr().out
+
+    engine = open_database(str(db))
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow)).one()
+        n_trades = conn.execute(select(func.count()).select_from(TradeRow)).scalar_one()
+        n_fills = conn.execute(select(func.count()).select_from(FillRow)).scalar_one()
+        n_orders = conn.execute(select(func.count()).select_from(OrderRow)).scalar_one()
+        n_equity = conn.execute(select(func.count()).select_from(EquityRow)).scalar_one()
+        modes = set(conn.execute(select(FillRow.mode)).scalars())
+    assert run.run_id == result["run_id"] and run.status == "finished"
+    assert json.loads(run.config_json)["params"] == {"fast": 5, "slow": 20, "qty": 2}
+    assert run.data_fingerprint and run.code_version
+    assert n_trades == len(result["trades"]) and n_fills >= 2 * n_trades - 1
+    assert n_orders >= n_fills and n_equity == result["bars_processed"]
+    assert modes == {"backtest"}
+
+    assert main(["runs", "list", "--db", str(db)]) == 0
+    assert result["run_id"] in capsys.readouterr().out
+    assert main(["runs", "show", result["run_id"], "--db", str(db), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["metrics"]["trade_count"] == result["metrics"]["trade_count"]
+    assert len(shown["trades"]) == len(result["trades"])
+    html = report.read_text()
+    assert "<svg" in html and result["run_id"] in html and "Monthly returns" in html
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
+    bad = tmp_path / "BROKEN.csv"
+    bad.write_text("ts,open,high,low,close\n2024-01-02 09:15,1,2,1,1\n2024-01-02 09:16,x,2,1,1\n")
+    proc = run_cli("backtest", "--data", str(bad), "--no-db")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(bad) in proc.stderr and "row 2" in proc.stderr and "'open'" in proc.stderr
+
+    proc = run_cli("backtest", "--data", str(bad), "--param", "fast", "--no-db")
+    assert proc.returncode == 2 and "name=value" in proc.stderr
+
+    good = tmp_path / "G.csv"
+    good.write_text("ts,open,high,low,close\n2024-01-02 09:15,1,2,1,1\n")
+    proc = run_cli("backtest", "--data", str(good), "--param", "slow=3", "--no-db")
+    assert proc.returncode == 2 and "slow=3" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("backtest", "--data", str(good), "--capital", "-5", "--no-db")
+    assert proc.returncode == 2 and "capital" in proc.stderr
+
+
+def test_failed_run_is_stored_as_failed_and_earlier_runs_survive(tmp_path, monkeypatch):
+    db = tmp_path / "x.db"
+    assert main(["demo", "--days", "2", "--symbols", "2", "--db", str(db), "--no-progress"]) == 0
+    import strategies.sma_cross as sma
+
+    def explode(*a, **k):
+        raise RuntimeError("kernel blew up")
+
+    monkeypatch.setattr(sma.SmaCross, "on_bars", explode)
+    assert main(["demo", "--days", "2", "--symbols", "2", "--db", str(db),
+                 "--no-progress"]) == 1
+    with open_database(str(db)).connect() as conn:
+        rows = conn.execute(select(RunRow.status, RunRow.error)).all()
+    statuses = sorted(r.status for r in rows)
+    assert statuses == ["failed", "finished"]
+    assert any("kernel blew up" in (r.error or "") for r in rows)
