@@ -17,8 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable
 
-import numpy as np
-
 from brokers.base import Broker
 from brokers.costs import CostModel
 from engine.bus import EventBus
@@ -70,30 +68,24 @@ class SimulatedBroker(Broker):
         for order in list(self._open.values()):
             await self._finish(order, OrderStatus.CANCELLED, ts_ns, 0, reason)
 
-    def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:  # type: ignore[override]
+    def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
         """Sync fast path when nothing is open (most bars); async only when orders may fill."""
         return self._match(bars) if self._open else None
 
     async def _match(self, bars: BarSlice) -> None:
+        column = {symbol: j for j, symbol in enumerate(bars.symbols)}
         for order in list(self._open.values()):
             if order.ts_ns >= bars.ts_ns:
                 continue  # decided on this bar (or later): not yet
-            hits = np.flatnonzero(bars.sid == self._sid_of(order, bars))
-            if hits.size == 0:
-                continue
-            j = int(hits[0])
+            j = column.get(order.symbol)
+            if j is None:
+                continue  # no bar for this symbol now: wait for its next one
             price = self._execution_price(
                 order, float(bars.open[j]), float(bars.high[j]), float(bars.low[j])
             )
             if price is None:
                 continue
             await self._fill(order, bars.ts_ns, price)
-
-    def _sid_of(self, order: Order, bars: BarSlice) -> int:
-        try:
-            return int(bars.sid[bars.symbols.index(order.symbol)])
-        except ValueError:
-            return -1
 
     def _execution_price(self, order: Order, o: float, h: float, lo: float) -> float | None:
         buy = order.side == Side.BUY
@@ -126,8 +118,15 @@ class SimulatedBroker(Broker):
         )
         await bus.publish(
             Fill(
-                ts_ns, bus.next_seq(), order.order_id, order.symbol, order.side, order.qty, price,
-                costs, order.reason,
+                ts_ns,
+                bus.next_seq(),
+                order.order_id,
+                order.symbol,
+                order.side,
+                order.qty,
+                price,
+                costs,
+                order.reason,
             )
         )
 
@@ -136,6 +135,7 @@ class SimulatedBroker(Broker):
     ) -> None:
         self._open.pop(order.order_id, None)
         await self._bus.publish(
-            OrderUpdate(ts_ns, self._bus.next_seq(), order.order_id, order.symbol, status, filled,
-                        reason)
+            OrderUpdate(
+                ts_ns, self._bus.next_seq(), order.order_id, order.symbol, status, filled, reason
+            )
         )

@@ -8,8 +8,10 @@ Nothing is queued, so nothing can be dropped.
 Handlers may be coroutine functions or plain functions; a plain one may return an awaitable when,
 this time, it has async work (publishing, say). Whatever a handler returns that is not ``None``
 is awaited before the next handler runs. On the replay path a bar costs a few microseconds, and
-a coroutine per handler per bar would double that. A handler's exception stops the publish and surfaces as ``HandlerError`` naming the
-handler and the event; the backtest runner stops on it, the daemon logs it and halts trading.
+a coroutine per handler per bar would double that.
+
+A handler's exception stops the publish and surfaces as ``HandlerError`` naming the handler and
+the event; the backtest runner stops on it, the daemon logs it and halts trading.
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ class EventBus:
         """Deliver ``event``; returns an awaitable for the rest of the delivery if some handler
         has async work, else ``None`` (all handlers done). Hot loops call this directly to skip
         a coroutine per event; everyone else awaits ``publish``."""
-        routes = self._routes.get(type(event), ())
+        routes = self._routes.get(type(event))
+        if routes is None:
+            return None
         for index, handler in enumerate(routes):
             try:
                 pending = handler(event)

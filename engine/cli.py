@@ -42,8 +42,9 @@ def iso_date(text: str) -> date:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the pipeline (backtest, demo, paper)."""
     p.add_argument("--strategy", default="sma_cross", help="strategy name (default sma_cross)")
-    p.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="strategy parameter, repeatable")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="strategy parameter, repeatable"
+    )
     p.add_argument("--interval", default="5minute", help="bar interval (default 5minute)")
     p.add_argument("--start-date", type=iso_date)
     p.add_argument("--end-date", type=iso_date)
@@ -80,8 +81,9 @@ def prepare_run(args: argparse.Namespace) -> tuple[Any, Any]:
     return settings_from_args(args), make_strategy(args.strategy, parse_params(args.param))
 
 
-def run_and_report(args: argparse.Namespace, prepared: tuple[Any, Any], bars: Any,
-                   label: str) -> int:
+def run_and_report(
+    args: argparse.Namespace, prepared: tuple[Any, Any], bars: Any, label: str
+) -> int:
     """Backtest ``bars`` with the prepared settings and strategy; print, store, export."""
     import structlog
 
@@ -92,8 +94,14 @@ def run_and_report(args: argparse.Namespace, prepared: tuple[Any, Any], bars: An
     settings, strategy = prepared
     recorder = None if args.no_db else RunRecorder(open_database(args.db), settings.mode)
     log = structlog.get_logger()
-    log.info("backtest.start", data=label, strategy=strategy.name, interval=settings.interval,
-             symbols=len(bars.symbols), bars=len(bars.frame))
+    log.info(
+        "backtest.start",
+        data=label,
+        strategy=strategy.name,
+        interval=settings.interval,
+        symbols=len(bars.symbols),
+        bars=len(bars.frame),
+    )
     result = asyncio.run(
         run_backtest(bars, strategy, settings, recorder, progress=not args.no_progress)
     )
@@ -118,8 +126,11 @@ def format_metrics(metrics: dict[str, float], result: Any) -> str:
         ("Sharpe (daily)", f"{metrics.get('sharpe', 0):.2f}"),
         ("Sharpe (bar)", f"{metrics.get('sharpe_bar', 0):.2f}"),
         ("Sortino", f"{metrics.get('sortino', 0):.2f}"),
-        ("max drawdown", f"{metrics.get('max_drawdown', 0):.2%}"
-                         f" ({metrics.get('max_drawdown_days', 0):.1f} days)"),
+        (
+            "max drawdown",
+            f"{metrics.get('max_drawdown', 0):.2%}"
+            f" ({metrics.get('max_drawdown_days', 0):.1f} days)",
+        ),
         ("trades", f"{int(metrics.get('trade_count', 0))}"),
         ("win rate", f"{metrics.get('win_rate', 0):.1%}"),
         ("profit factor", f"{metrics.get('profit_factor', 0):.2f}"),
@@ -128,8 +139,11 @@ def format_metrics(metrics: dict[str, float], result: Any) -> str:
         ("exposure", f"{metrics.get('exposure', 0):.1%}"),
         ("turnover", f"{metrics.get('turnover', 0):.1f}x"),
         ("costs", f"{metrics.get('total_costs', 0):,.2f}"),
-        ("bars", f"{result.bars_processed} slices, {result.symbol_bars} symbol-bars "
-                 f"in {result.elapsed_s:.2f}s"),
+        (
+            "bars",
+            f"{result.bars_processed} slices, {result.symbol_bars} symbol-bars "
+            f"in {result.elapsed_s:.2f}s",
+        ),
         ("orders / denials", f"{result.orders} / {result.denials}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -158,8 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bt = sub.add_parser("backtest", help="event-replay backtest on stored bars")
-    bt.add_argument("--data", action="append", required=True, metavar="PATH",
-                    help="Parquet/CSV file or directory; repeatable")
+    bt.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="Parquet/CSV file or directory; repeatable",
+    )
     add_run_options(bt)
     bt.set_defaults(func=cmd_backtest)
 

@@ -17,6 +17,8 @@ def run_demo(args: argparse.Namespace) -> int:
     prepared = prepare_run(args)
     market = SyntheticMarket(symbols=args.symbols, days=args.days, seed=args.seed)
     bars = market.bars(args.interval)
-    print(f"synthetic market: {args.symbols} symbols × {args.days} sessions, seed {args.seed}, "
-          f"{args.interval} bars")
+    print(
+        f"synthetic market: {args.symbols} symbols × {args.days} sessions, seed {args.seed}, "
+        f"{args.interval} bars"
+    )
     return run_and_report(args, prepared, bars, market.fingerprint())

@@ -86,7 +86,7 @@ class FeatureSlice(NamedTuple):
 
 
 class Signal(NamedTuple):
-    """A strategy's opinion before it becomes an intent (kept for analysis and the model strategy)."""
+    """A strategy's opinion before it becomes an intent (kept for analysis)."""
 
     ts_ns: int
     seq: int

@@ -83,16 +83,30 @@ class ExecutionStage:
             self.denied += 1
             await bus.publish(
                 RiskEvent(
-                    intent.ts_ns, bus.next_seq(), "deny", decision.gate, intent.symbol,
-                    decision.reason, self._state.state,
+                    intent.ts_ns,
+                    bus.next_seq(),
+                    "deny",
+                    decision.gate,
+                    intent.symbol,
+                    decision.reason,
+                    self._state.state,
                 )
             )
             return
         self._count += 1
         order = Order(
-            intent.ts_ns, bus.next_seq(), f"{self._prefix}{self._count}", intent.intent_id,
-            intent.symbol, intent.side, intent.qty, intent.order_type, intent.limit_price,
-            intent.stop_price, OrderStatus.OPEN, intent.reason,
+            intent.ts_ns,
+            bus.next_seq(),
+            f"{self._prefix}{self._count}",
+            intent.intent_id,
+            intent.symbol,
+            intent.side,
+            intent.qty,
+            intent.order_type,
+            intent.limit_price,
+            intent.stop_price,
+            OrderStatus.OPEN,
+            intent.reason,
         )
         self._pending.add(order)
         await bus.publish(order)

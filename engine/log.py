@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -15,14 +16,16 @@ import structlog
 _SECRET_KEYS = ("token", "secret", "password", "api_key", "access")
 
 
-def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in event:
         if any(part in key.lower() for part in _SECRET_KEYS):
             event[key] = "***"
     return event
 
 
-def configure_logging(mode: str = "backtest", json_lines: bool = False, level: str = "info") -> None:
+def configure_logging(
+    mode: str = "backtest", json_lines: bool = False, level: str = "info"
+) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines

@@ -58,16 +58,15 @@ def compute_metrics(
     bar_returns = np.diff(curve) / curve[:-1]
     bars_per_day = NSE.bars_per_session(interval_minutes)
     out["sharpe_bar"] = _ratio(
-        bar_returns.mean(), bar_returns.std(ddof=1) if bar_returns.size > 1 else 0.0,
+        bar_returns.mean(),
+        bar_returns.std(ddof=1) if bar_returns.size > 1 else 0.0,
         TRADING_DAYS * bars_per_day,
     )
     days = local_days(ts_ns)
     last_of_day = np.flatnonzero(np.diff(days, append=days[-1] + 1))
     day_equity = np.concatenate([[initial_capital], equity[last_of_day]])
     daily = np.diff(day_equity) / day_equity[:-1]
-    out["sharpe"] = _ratio(
-        daily.mean(), daily.std(ddof=1) if daily.size > 1 else 0.0, TRADING_DAYS
-    )
+    out["sharpe"] = _ratio(daily.mean(), daily.std(ddof=1) if daily.size > 1 else 0.0, TRADING_DAYS)
     downside = math.sqrt(float(np.mean(np.minimum(daily, 0.0) ** 2))) if daily.size else 0.0
     out["sortino"] = _ratio(daily.mean() if daily.size else 0.0, downside, TRADING_DAYS)
     dd = drawdown_series(curve)

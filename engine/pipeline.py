@@ -62,7 +62,9 @@ class Pipeline:
 
 def simulated_broker(bus: EventBus, settings: EngineSettings) -> SimulatedBroker:
     return SimulatedBroker(
-        bus, make_cost_model(settings.costs), settings.execution.slippage_bps,
+        bus,
+        make_cost_model(settings.costs),
+        settings.execution.slippage_bps,
         settings.execution.tick_size,
     )
 
@@ -101,9 +103,18 @@ def build_pipeline(
     ]
     chain = RiskChain(gates, portfolio, pending)  # type: ignore[arg-type]
     execution = ExecutionStage(bus, chain, broker, pending, state)
-    host = StrategyHost(bus, strategy, portfolio, pending)  # type: ignore[arg-type]
+    host = StrategyHost(bus, strategy, portfolio, pending)
     pipe = Pipeline(
-        bus, settings, universe, portfolio, broker, pending, state, monitor, chain, execution,
+        bus,
+        settings,
+        universe,
+        portfolio,
+        broker,
+        pending,
+        state,
+        monitor,
+        chain,
+        execution,
         host,
     )
 
@@ -115,8 +126,8 @@ def build_pipeline(
         bus.subscribe(BarSlice, square_off.on_bars)
     if strategy.wants_features:
         if feature_stage_factory is None:
-            from engine.features.stage import FeatureStage  # numba kernels: load only if used
             from engine.features.calculator import FeatureCalculator
+            from engine.features.stage import FeatureStage  # numba kernels: load only if used
 
             FeatureStage(bus, FeatureCalculator())
         else:

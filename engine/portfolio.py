@@ -8,6 +8,7 @@ realizes it (entry costs are carried in the trade record). A round trip — flat
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import numba as nb
@@ -126,13 +127,17 @@ class Portfolio:
         self.curve_equity.append(equity)
         self.curve_gross.append(out[1])
 
-    async def on_fill(self, fill: Fill) -> None:
+    def on_fill(self, fill: Fill) -> Awaitable[None] | None:
         realized = self.apply_fill(fill)
         sid = self._universe.sid(fill.symbol)
-        await self._bus.publish(
+        return self._bus.deliver(
             PositionChange(
-                fill.ts_ns, self._bus.next_seq(), fill.symbol, int(self._qty[sid]),
-                float(self._avg[sid]), realized,
+                fill.ts_ns,
+                self._bus.next_seq(),
+                fill.symbol,
+                int(self._qty[sid]),
+                float(self._avg[sid]),
+                realized,
             )
         )
 
@@ -186,8 +191,13 @@ class Portfolio:
         entry_costs = fill.costs - share
         if opened:
             self.open_trades[fill.symbol] = Trade(
-                fill.symbol, 1 if new > 0 else -1, opened, fill.ts_ns, fill.price,
-                costs=entry_costs, pnl=-entry_costs,
+                fill.symbol,
+                1 if new > 0 else -1,
+                opened,
+                fill.ts_ns,
+                fill.price,
+                costs=entry_costs,
+                pnl=-entry_costs,
             )
         elif added and trade is not None:
             trade.entry_price = (trade.entry_price * trade.qty + fill.price * added) / (

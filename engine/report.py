@@ -17,8 +17,13 @@ from engine.events import IST
 from engine.metrics import drawdown_series
 
 
-def _svg_line(values: np.ndarray, width: int = 900, height: int = 220, color: str = "#1f6feb",
-              invert: bool = False) -> str:
+def _svg_line(
+    values: np.ndarray,
+    width: int = 900,
+    height: int = 220,
+    color: str = "#1f6feb",
+    invert: bool = False,
+) -> str:
     if values.size < 2:
         return "<p>(not enough points)</p>"
     step = max(1, values.size // 2000)
@@ -55,8 +60,9 @@ def monthly_returns(ts_ns: np.ndarray, equity: np.ndarray, initial: float) -> pd
 
 
 def render_report(run: dict[str, Any], ts_ns: np.ndarray, equity: np.ndarray) -> str:
-    initial = float(run.get("config", {}).get("settings", {}).get("capital", equity[0] if
-                                                                    equity.size else 1.0))
+    initial = float(
+        run.get("config", {}).get("settings", {}).get("capital", equity[0] if equity.size else 1.0)
+    )
     dd = drawdown_series(equity) if equity.size else equity
     metrics = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>"
@@ -67,9 +73,23 @@ def render_report(run: dict[str, Any], ts_ns: np.ndarray, equity: np.ndarray) ->
         for m, r in monthly_returns(ts_ns, equity, initial).items()
     )
     trades = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(t[k])}</td>" for k in (
-            "symbol", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price",
-            "pnl", "costs", "exit_reason")) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{_fmt(t[k])}</td>"
+            for k in (
+                "symbol",
+                "side",
+                "qty",
+                "entry_time",
+                "entry_price",
+                "exit_time",
+                "exit_price",
+                "pnl",
+                "costs",
+                "exit_reason",
+            )
+        )
+        + "</tr>"
         for t in run.get("trades", [])
     )
     quality = run.get("data_quality", {})
@@ -88,18 +108,18 @@ text-align:right}}th{{text-align:left;background:#f6f8fa}}.neg{{color:#b31d28}}
 .pos{{color:#22863a}}h2{{margin-top:1.5em}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>mode <b>{html.escape(str(run.get('mode', '')))}</b> · code
-{html.escape(str(run.get('code_version', '')))} · data
-{html.escape(str(run.get('data_fingerprint', '')))} · bars {run.get('bars_processed', '')}</p>
+<p>mode <b>{html.escape(str(run.get("mode", "")))}</b> · code
+{html.escape(str(run.get("code_version", "")))} · data
+{html.escape(str(run.get("data_fingerprint", "")))} · bars {run.get("bars_processed", "")}</p>
 <h2>Metrics</h2><table id="metrics">{metrics}</table>
 <h2>Equity</h2>{_svg_line(equity)}
 <h2>Drawdown</h2>{_svg_line(dd, color="#b31d28", invert=True)}
 <h2>Monthly returns</h2><table id="monthly">{months}</table>
-<h2>Trades ({len(run.get('trades', []))})</h2>
+<h2>Trades ({len(run.get("trades", []))})</h2>
 <table id="trades"><tr><th>symbol</th><th>side</th><th>qty</th><th>entry</th><th>price</th>
 <th>exit</th><th>price</th><th>pnl</th><th>costs</th><th>reason</th></tr>{trades}</table>
-<h2>Data quality</h2><p>{quality.get('rows_read', '')} rows read,
-{quality.get('bars_out', '')} bars used</p><table id="quality">{q_rows}</table>
+<h2>Data quality</h2><p>{quality.get("rows_read", "")} rows read,
+{quality.get("bars_out", "")} bars used</p><table id="quality">{q_rows}</table>
 </body></html>
 """
 

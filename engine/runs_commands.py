@@ -36,14 +36,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no runs stored")
         return 0
-    print(f"{'run_id':<13} {'mode':<8} {'strategy':<12} {'status':<9} {'bars':>9} "
-          f"{'return':>8} {'sharpe':>7}  created")
+    print(
+        f"{'run_id':<13} {'mode':<8} {'strategy':<12} {'status':<9} {'bars':>9} "
+        f"{'return':>8} {'sharpe':>7}  created"
+    )
     for r in rows:
         m = json.loads(r.metrics_json) if r.metrics_json else {}
         ret = f"{m['total_return']:.2%}" if "total_return" in m else "-"
         sharpe = f"{m['sharpe']:.2f}" if isinstance(m.get("sharpe"), float) else "-"
-        print(f"{r.run_id:<13} {r.mode:<8} {r.strategy:<12} {r.status:<9} "
-              f"{r.bars_processed:>9} {ret:>8} {sharpe:>7}  {r.created_at[:19]}")
+        print(
+            f"{r.run_id:<13} {r.mode:<8} {r.strategy:<12} {r.status:<9} "
+            f"{r.bars_processed:>9} {ret:>8} {sharpe:>7}  {r.created_at[:19]}"
+        )
     return 0
 
 
@@ -81,16 +85,28 @@ def load_run(engine: Any, run_id: str) -> dict[str, Any]:
         **counts,
         "trades": [
             {
-                "symbol": t.symbol, "side": "LONG" if t.side > 0 else "SHORT", "qty": t.qty,
-                "entry_time": ts_to_ist(t.entry_ts).isoformat(), "entry_price": t.entry_price,
-                "exit_time": ts_to_ist(t.exit_ts).isoformat(), "exit_price": t.exit_price,
-                "pnl": t.pnl, "costs": t.costs, "exit_reason": t.exit_reason,
+                "symbol": t.symbol,
+                "side": "LONG" if t.side > 0 else "SHORT",
+                "qty": t.qty,
+                "entry_time": ts_to_ist(t.entry_ts).isoformat(),
+                "entry_price": t.entry_price,
+                "exit_time": ts_to_ist(t.exit_ts).isoformat(),
+                "exit_price": t.exit_price,
+                "pnl": t.pnl,
+                "costs": t.costs,
+                "exit_reason": t.exit_reason,
             }
             for t in trades
         ],
         "risk_events": [
-            {"time": ts_to_ist(e.ts).isoformat(), "kind": e.kind, "gate": e.gate,
-             "symbol": e.symbol, "reason": e.reason, "state": e.state}
+            {
+                "time": ts_to_ist(e.ts).isoformat(),
+                "kind": e.kind,
+                "gate": e.gate,
+                "symbol": e.symbol,
+                "reason": e.reason,
+                "state": e.state,
+            }
             for e in risk
         ],
     }
@@ -101,18 +117,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run, indent=2, default=str))
         return 0
-    print(f"run {run['run_id']}  mode={run['mode']}  strategy={run['strategy']}  "
-          f"status={run['status']}")
-    print(f"code {run['code_version']}  data {run['data_fingerprint']}  "
-          f"bars {run['bars_processed']}  orders {run['orders']}  fills {run['fills']}")
+    print(
+        f"run {run['run_id']}  mode={run['mode']}  strategy={run['strategy']}  "
+        f"status={run['status']}"
+    )
+    print(
+        f"code {run['code_version']}  data {run['data_fingerprint']}  "
+        f"bars {run['bars_processed']}  orders {run['orders']}  fills {run['fills']}"
+    )
     print("params:", json.dumps(run["config"].get("params", {})))
     for key, value in run["metrics"].items():
         print(f"  {key:<20} {value}")
     print(f"trades: {len(run['trades'])}")
     for t in run["trades"][:20]:
-        print(f"  {t['symbol']:<10} {t['side']:<5} {t['qty']:>5} {t['entry_time']} "
-              f"{t['entry_price']:>10.2f} → {t['exit_time']} {t['exit_price']:>10.2f} "
-              f"pnl {t['pnl']:>10.2f}")
+        print(
+            f"  {t['symbol']:<10} {t['side']:<5} {t['qty']:>5} {t['entry_time']} "
+            f"{t['entry_price']:>10.2f} → {t['exit_time']} {t['exit_price']:>10.2f} "
+            f"pnl {t['pnl']:>10.2f}"
+        )
     if len(run["trades"]) > 20:
         print(f"  … {len(run['trades']) - 20} more (--json for all)")
     print(f"risk events: {len(run['risk_events'])}")

@@ -47,6 +47,11 @@ class SquareOff:
         for symbol, qty in sorted(holdings.items()):
             self._count += 1
             await publish_close(
-                self._bus, ts_ns, "square_off", symbol, qty, "intraday square-off",
+                self._bus,
+                ts_ns,
+                "square_off",
+                symbol,
+                qty,
+                "intraday square-off",
                 f"sq-{self._count}",
             )

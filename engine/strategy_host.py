@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable
+from typing import Protocol
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from risk.gates import PendingView
 from strategies.base import Strategy
 
 
-class PositionReader:
+class PositionReader(Protocol):
     """The part of the portfolio a strategy may read."""
 
     def qty(self, symbol: str) -> int: ...
@@ -72,8 +73,17 @@ class StrategyHost:
         self._my_intents.add(intent_id)
         self._outbox.append(
             OrderIntent(
-                self._ts, 0, intent_id, self.strategy.name, symbol, Side(side), int(qty),
-                OrderType(order_type), limit_price, stop_price, reason,
+                self._ts,
+                0,
+                intent_id,
+                self.strategy.name,
+                symbol,
+                Side(side),
+                int(qty),
+                OrderType(order_type),
+                limit_price,
+                stop_price,
+                reason,
             )
         )
 

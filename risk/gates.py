@@ -35,7 +35,9 @@ def is_reducing(intent: OrderIntent, position: int, pending: int) -> bool:
     """True if the intent moves the (position + pending) toward zero without crossing it."""
     current = position + pending
     after = current + int(intent.side) * intent.qty
-    return current != 0 and abs(after) < abs(current) and (after == 0 or (after > 0) == (current > 0))
+    return (
+        current != 0 and abs(after) < abs(current) and (after == 0 or (after > 0) == (current > 0))
+    )
 
 
 class Gate(Protocol):
@@ -69,7 +71,9 @@ class TradingWindowGate:
     def __init__(self, session: SessionSettings, interval_ns: int) -> None:
         self._open = minute_of_day(session.open)
         self._close = minute_of_day(session.close)
-        self._stop = minute_of_day(session.square_off) if session.square_off_enabled else self._close
+        self._stop = (
+            minute_of_day(session.square_off) if session.square_off_enabled else self._close
+        )
         self._interval = interval_ns
 
     def check(self, intent: OrderIntent, reducing: bool) -> str | None:
@@ -122,9 +126,7 @@ class GrossExposureGate:
         equity = self._account.equity
         after = self._account.gross_exposure() + intent.qty * price
         if equity <= 0 or after > self._limit * equity:
-            return (
-                f"gross exposure {after:.2f} would exceed {self._limit}× equity {equity:.2f}"
-            )
+            return f"gross exposure {after:.2f} would exceed {self._limit}× equity {equity:.2f}"
         return None
 
 

@@ -74,7 +74,9 @@ class RiskMonitor:
             await self.halt(ts_ns, "daily_loss", f"daily loss {day_loss:.2%} ≥ {self._daily:.2%}")
         elif drawdown >= self._reduce_dd:
             await state.tighten(
-                TradingState.REDUCING, ts_ns, "drawdown",
+                TradingState.REDUCING,
+                ts_ns,
+                "drawdown",
                 f"drawdown {drawdown:.2%} ≥ {self._reduce_dd:.2%}",
             )
 

@@ -110,14 +110,15 @@ class SmaCross(Strategy):
         self._alloc(64)
 
     def _alloc(self, capacity: int) -> None:
-        old = getattr(self, "_ring", None)
+        old: np.ndarray | None = getattr(self, "_ring", None)
         ring = np.zeros((capacity, self._slow))
         acc = np.zeros((capacity, 9))
         cnt = np.zeros((capacity, 3), dtype=np.int64)
         if old is not None:
             n = old.shape[0]
-            ring[:n], acc[:n], cnt[:n] = old, self._acc, self._cnt
+            ring[:n], acc[:n], cnt[:n] = old, self._state[0], self._state[1]
         self._ring, self._acc, self._cnt = ring, acc, cnt
+        self._state: tuple[np.ndarray, np.ndarray] = (acc, cnt)
         self._signal = np.zeros(capacity, dtype=np.int8)
         self._cap = capacity
 

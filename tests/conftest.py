@@ -19,4 +19,3 @@ def nifty_path() -> Path:
     if not NIFTY.exists():
         pytest.fail(f"{NIFTY} is missing: the shared data must sit at ../shared beside the repo")
     return NIFTY
-

@@ -76,7 +76,7 @@ def _first_bad_row(original: pd.Series, parsed: pd.Series) -> int:
     return int(np.flatnonzero(bad.to_numpy())[0])
 
 
-def _parse_times(path: Path, column: str, values: pd.Series) -> pd.Series:
+def _parse_times(path: Path | str, column: str, values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert(IST)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -84,8 +84,10 @@ def _parse_times(path: Path, column: str, values: pd.Series) -> pd.Series:
     else:
         parsed = pd.to_datetime(values, errors="coerce", format="mixed")
         if parsed.isna().any():
-            row = _first_bad_row(values, parsed) if values.notna().all() else int(
-                np.flatnonzero(parsed.isna().to_numpy())[0]
+            row = (
+                _first_bad_row(values, parsed)
+                if values.notna().all()
+                else int(np.flatnonzero(parsed.isna().to_numpy())[0])
             )
             raise DataError(
                 f"{path}: row {row + 1}, column {column!r}: timestamp {values.iloc[row]!r} "
@@ -96,7 +98,7 @@ def _parse_times(path: Path, column: str, values: pd.Series) -> pd.Series:
     return parsed.dt.tz_localize(IST, ambiguous="raise", nonexistent="raise")
 
 
-def _numeric(path: Path, column: str, values: pd.Series) -> pd.Series:
+def _numeric(path: Path | str, column: str, values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.astype("float64")
     parsed = pd.to_numeric(values, errors="coerce")
@@ -183,8 +185,12 @@ def validate_bars(
 
 def _ns(ts: pd.Series) -> np.ndarray:
     """tz-aware series → UTC epoch nanoseconds (whatever the series' resolution)."""
-    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(
-        "int64"
+    return (
+        ts.dt.tz_convert("UTC")
+        .dt.tz_localize(None)
+        .to_numpy()
+        .astype("datetime64[ns]")
+        .view("int64")
     )
 
 
@@ -214,7 +220,7 @@ def _fingerprint(paths: list[Path], options: str) -> str:
     for path in paths:
         digest.update(str(path.name).encode())
         with path.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            while block := fh.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()[:16]
 
@@ -233,7 +239,13 @@ def load_bars(
     frames = [read_bar_file(path, quality, session) for path in files]
     options = f"{minutes}|{start_date}|{end_date}|{session}"
     return assemble_bars(
-        frames, quality, minutes, _fingerprint(files, options), start_date, end_date, session,
+        frames,
+        quality,
+        minutes,
+        _fingerprint(files, options),
+        start_date,
+        end_date,
+        session,
         ", ".join(map(str, files)),
     )
 

@@ -8,7 +8,7 @@ missing, and nobody may trade on it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,7 @@ class ReplayFeed:
     def __len__(self) -> int:
         return len(self.matrix)
 
-    def slices(self, next_seq: callable) -> Iterator[BarSlice]:  # type: ignore[valid-type]
+    def slices(self, next_seq: Callable[[], int]) -> Iterator[BarSlice]:
         m = self.matrix
         o, h, lo, c, v = (m.fields[k] for k in ("open", "high", "low", "close", "volume"))
         so, present = m.session_open, m.present
@@ -87,6 +87,15 @@ class ReplayFeed:
                 partial[key] = cached
             idx, sid, syms = cached
             yield BarSlice(
-                ts, next_seq(), interval, sid, syms, o[i, idx], h[i, idx], lo[i, idx], c[i, idx],
-                v[i, idx], so[i, idx],
+                ts,
+                next_seq(),
+                interval,
+                sid,
+                syms,
+                o[i, idx],
+                h[i, idx],
+                lo[i, idx],
+                c[i, idx],
+                v[i, idx],
+                so[i, idx],
             )

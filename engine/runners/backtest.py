@@ -83,8 +83,17 @@ async def finalize_positions(pipe: Pipeline, ts_ns: int) -> None:
         price = pipe.portfolio.last_price(symbol)
         charge = costs(side, abs(qty), price) if costs is not None else 0.0
         await bus.publish(
-            Fill(ts_ns, bus.next_seq(), "end-of-data", symbol, side, abs(qty), price, charge,
-                 "end of data")
+            Fill(
+                ts_ns,
+                bus.next_seq(),
+                "end-of-data",
+                symbol,
+                side,
+                abs(qty),
+                price,
+                charge,
+                "end of data",
+            )
         )
     pipe.portfolio.curve_equity[-1] = pipe.portfolio.equity
 
@@ -142,19 +151,38 @@ async def run_backtest(
         curve_eq = np.asarray(pf.curve_equity)
         curve_gross = np.asarray(pf.curve_gross)
         metrics = compute_metrics(
-            curve_ts, curve_eq, curve_gross, pf.trades, pf.initial_capital,
-            bars.interval_minutes, pf.turnover, pf.total_costs,
+            curve_ts,
+            curve_eq,
+            curve_gross,
+            pf.trades,
+            pf.initial_capital,
+            bars.interval_minutes,
+            pf.turnover,
+            pf.total_costs,
         )
         if recorder is not None:
             recorder.finish(
-                status=status, trades=pf.trades, curve_ts=curve_ts, curve_equity=curve_eq,
-                curve_gross=curve_gross, metrics=metrics, quality=bars.quality.as_dict(),
-                bars_processed=bar_count, error=error,
+                status=status,
+                trades=pf.trades,
+                curve_ts=curve_ts,
+                curve_equity=curve_eq,
+                curve_gross=curve_gross,
+                metrics=metrics,
+                quality=bars.quality.as_dict(),
+                bars_processed=bar_count,
+                error=error,
             )
     return BacktestResult(
-        recorder.run_id if recorder else None, metrics, trade_dicts(pipe), bar_count,
-        feed.matrix.n_symbol_bars, orders[0], pipe.execution.denied,
-        bars.quality.as_dict(), elapsed, pipe,
+        recorder.run_id if recorder else None,
+        metrics,
+        trade_dicts(pipe),
+        bar_count,
+        feed.matrix.n_symbol_bars,
+        orders[0],
+        pipe.execution.denied,
+        bars.quality.as_dict(),
+        elapsed,
+        pipe,
     )
 
 

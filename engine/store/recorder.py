@@ -18,8 +18,10 @@ from sqlalchemy import Engine, insert, update
 from engine.events import Fill, Order, OrderUpdate, RiskEvent
 from engine.metrics import drawdown_series
 from engine.portfolio import Trade
-from engine.store.schema import EquityRow, FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
+from engine.store.schema import Base, FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
 from engine.version import code_version
+
+EQUITY_TABLE = Base.metadata.tables["equity"]  # Core insert: 10x the ORM bulk path
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -42,26 +44,47 @@ class RunRecorder:
         self._risk: list[dict[str, Any]] = []
 
     def start(
-        self, strategy: str, config: dict[str, Any], data_fingerprint: str,
-        spec_hash: str | None = None, model_hash: str | None = None,
+        self,
+        strategy: str,
+        config: dict[str, Any],
+        data_fingerprint: str,
+        spec_hash: str | None = None,
+        model_hash: str | None = None,
     ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(RunRow).values(
-                    run_id=self.run_id, mode=self.mode, strategy=strategy, status="running",
-                    created_at=_now(), config_json=json.dumps(config, sort_keys=True, default=str),
-                    code_version=code_version(), data_fingerprint=data_fingerprint,
-                    spec_hash=spec_hash, model_hash=model_hash, bars_processed=0,
+                    run_id=self.run_id,
+                    mode=self.mode,
+                    strategy=strategy,
+                    status="running",
+                    created_at=_now(),
+                    config_json=json.dumps(config, sort_keys=True, default=str),
+                    code_version=code_version(),
+                    data_fingerprint=data_fingerprint,
+                    spec_hash=spec_hash,
+                    model_hash=model_hash,
+                    bars_processed=0,
                 )
             )
 
     # ---- bus handlers --------------------------------------------------------------------------
     def on_order(self, o: Order) -> None:
         self._orders[o.order_id] = dict(
-            run_id=self.run_id, mode=self.mode, order_id=o.order_id, intent_id=o.intent_id,
-            ts=o.ts_ns, seq=o.seq, symbol=o.symbol, side=int(o.side), qty=o.qty,
-            order_type=str(o.order_type), limit_price=_nan_to_none(o.limit_price),
-            stop_price=_nan_to_none(o.stop_price), status=str(o.status), reason=o.reason,
+            run_id=self.run_id,
+            mode=self.mode,
+            order_id=o.order_id,
+            intent_id=o.intent_id,
+            ts=o.ts_ns,
+            seq=o.seq,
+            symbol=o.symbol,
+            side=int(o.side),
+            qty=o.qty,
+            order_type=str(o.order_type),
+            limit_price=_nan_to_none(o.limit_price),
+            stop_price=_nan_to_none(o.stop_price),
+            status=str(o.status),
+            reason=o.reason,
         )
         self._new_orders.append(o.order_id)
 
@@ -77,8 +100,16 @@ class RunRecorder:
     def on_fill(self, f: Fill) -> None:
         self._fills.append(
             dict(
-                run_id=self.run_id, mode=self.mode, order_id=f.order_id, ts=f.ts_ns, seq=f.seq,
-                symbol=f.symbol, side=int(f.side), qty=f.qty, price=f.price, costs=f.costs,
+                run_id=self.run_id,
+                mode=self.mode,
+                order_id=f.order_id,
+                ts=f.ts_ns,
+                seq=f.seq,
+                symbol=f.symbol,
+                side=int(f.side),
+                qty=f.qty,
+                price=f.price,
+                costs=f.costs,
                 reason=f.reason,
             )
         )
@@ -86,8 +117,15 @@ class RunRecorder:
     def on_risk(self, e: RiskEvent) -> None:
         self._risk.append(
             dict(
-                run_id=self.run_id, mode=self.mode, ts=e.ts_ns, seq=e.seq, kind=e.kind,
-                gate=e.gate, symbol=e.symbol, reason=e.reason, state=str(e.state),
+                run_id=self.run_id,
+                mode=self.mode,
+                ts=e.ts_ns,
+                seq=e.seq,
+                kind=e.kind,
+                gate=e.gate,
+                symbol=e.symbol,
+                reason=e.reason,
+                state=str(e.state),
             )
         )
 
@@ -135,23 +173,40 @@ class RunRecorder:
                     insert(TradeRow),
                     [
                         dict(
-                            run_id=self.run_id, mode=self.mode, symbol=t.symbol, side=t.side,
-                            qty=t.qty, entry_ts=t.entry_ts_ns, entry_price=t.entry_price,
-                            exit_ts=t.exit_ts_ns, exit_price=t.exit_price, pnl=t.pnl,
-                            costs=t.costs, exit_reason=t.exit_reason,
+                            run_id=self.run_id,
+                            mode=self.mode,
+                            symbol=t.symbol,
+                            side=t.side,
+                            qty=t.qty,
+                            entry_ts=t.entry_ts_ns,
+                            entry_price=t.entry_price,
+                            exit_ts=t.exit_ts_ns,
+                            exit_price=t.exit_price,
+                            pnl=t.pnl,
+                            costs=t.costs,
+                            exit_reason=t.exit_reason,
                         )
                         for t in trades
                     ],
                 )
             if curve_ts.size:
                 conn.execute(
-                    insert(EquityRow),
+                    EQUITY_TABLE.insert(),
                     [
-                        dict(run_id=self.run_id, mode=self.mode, ts=ts, equity=eq, gross=gr,
-                             drawdown=dd)
+                        dict(
+                            run_id=self.run_id,
+                            mode=self.mode,
+                            ts=ts,
+                            equity=eq,
+                            gross=gr,
+                            drawdown=dd,
+                        )
                         for ts, eq, gr, dd in zip(
-                            curve_ts.tolist(), curve_equity.tolist(), curve_gross.tolist(),
-                            drawdown.tolist(), strict=True,
+                            curve_ts.tolist(),
+                            curve_equity.tolist(),
+                            curve_gross.tolist(),
+                            drawdown.tolist(),
+                            strict=True,
                         )
                     ],
                 )
@@ -159,10 +214,13 @@ class RunRecorder:
                 update(RunRow)
                 .where(RunRow.run_id == self.run_id)
                 .values(
-                    status=status, finished_at=_now(), bars_processed=bars_processed,
+                    status=status,
+                    finished_at=_now(),
+                    bars_processed=bars_processed,
                     last_bar_ts=int(curve_ts[-1]) if curve_ts.size else None,
                     metrics_json=json.dumps(metrics, default=_json_float),
-                    quality_json=json.dumps(quality), error=error,
+                    quality_json=json.dumps(quality),
+                    error=error,
                 )
             )
 

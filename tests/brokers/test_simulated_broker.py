@@ -18,12 +18,19 @@ MIN = 60_000_000_000
 
 def bar(t: int, o: float, h: float, lo: float, c: float) -> BarSlice:
     a = lambda x: np.array([x], dtype=float)  # noqa: E731
-    return BarSlice(t * MIN, t, MIN, np.array([0]), ("X",), a(o), a(h), a(lo), a(c), a(0.0),
-                    np.array([False]))
+    return BarSlice(
+        t * MIN, t, MIN, np.array([0]), ("X",), a(o), a(h), a(lo), a(c), a(0.0), np.array([False])
+    )
 
 
-def order(t: int, side: Side, kind: OrderType = OrderType.MARKET, limit: float = math.nan,
-          stop: float = math.nan, oid: str = "o1") -> Order:
+def order(
+    t: int,
+    side: Side,
+    kind: OrderType = OrderType.MARKET,
+    limit: float = math.nan,
+    stop: float = math.nan,
+    oid: str = "o1",
+) -> Order:
     return Order(t * MIN, 0, oid, "i1", "X", side, 10, kind, limit, stop, OrderStatus.OPEN)
 
 
@@ -44,7 +51,7 @@ async def feed(broker, *bars):
 
 
 async def test_market_order_fills_at_next_bar_open_never_the_deciding_bar():
-    bus, broker, fills, _ = harness()
+    _bus, broker, fills, _ = harness()
     await broker.submit(order(1, Side.BUY))
     await feed(broker, bar(1, 100, 101, 99, 100.5))  # the deciding bar itself: no fill
     assert fills == []
@@ -53,14 +60,14 @@ async def test_market_order_fills_at_next_bar_open_never_the_deciding_bar():
 
 
 async def test_slippage_is_adverse_and_rounded_to_tick_against_the_trader():
-    bus, broker, fills, _ = harness(slippage_bps=10)
+    _, broker, fills, _ = harness(slippage_bps=10)
     await broker.submit(order(1, Side.BUY))
     await broker.submit(order(1, Side.SELL, oid="o2"))
     await feed(broker, bar(2, 100.0, 101, 99, 100))
     prices = {f.side: f.price for f in fills}
     assert prices[Side.BUY] == 100.10  # 100 * 1.001 = 100.1 exactly on tick
     assert prices[Side.SELL] == 99.90
-    bus, broker, fills, _ = harness(slippage_bps=3)
+    _bus, broker, fills, _ = harness(slippage_bps=3)
     await broker.submit(order(1, Side.BUY))
     await feed(broker, bar(2, 101.0, 102, 100, 101))
     assert fills[0].price == 101.05  # 101.0303 → up to the next tick

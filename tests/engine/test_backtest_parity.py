@@ -66,8 +66,11 @@ def _reference_trades(frame: pd.DataFrame, fast: int, slow: int) -> pd.DataFrame
 def test_sma_cross_matches_backtesting_py(nifty_path, fast, slow):
     bars = load_bars([nifty_path], "1minute")
     settings = load_settings(
-        interval="1minute", costs={"model": "none"}, execution={"slippage_bps": 0.0},
-        session={"square_off_enabled": False}, capital=10_000_000,
+        interval="1minute",
+        costs={"model": "none"},
+        execution={"slippage_bps": 0.0},
+        session={"square_off_enabled": False},
+        capital=10_000_000,
     )
     strategy = SmaCross(SmaCrossParams(fast=fast, slow=slow, qty=1))
     ours = asyncio.run(run_backtest(bars, strategy, settings))

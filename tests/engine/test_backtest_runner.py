@@ -49,15 +49,17 @@ async def test_same_inputs_same_run_bit_for_bit():
 async def test_fills_always_on_a_later_bar_at_that_bars_open():
     bars = SyntheticMarket(symbols=2, days=3, seed=5).bars("5minute")
     frame = bars.frame.set_index(["symbol", "ts"])
-    r = await run_backtest(bars, SmaCross(SmaCrossParams(3, 8, 1)), settings(
-        session={"square_off_enabled": False}))
+    r = await run_backtest(
+        bars, SmaCross(SmaCrossParams(3, 8, 1)), settings(session={"square_off_enabled": False})
+    )
     orders: dict[str, Order] = {}
     fills: list[Fill] = []
     # re-run with taps on the bus
     from engine.pipeline import build_pipeline
 
-    pipe = build_pipeline(settings(session={"square_off_enabled": False}),
-                          SmaCross(SmaCrossParams(3, 8, 1)))
+    pipe = build_pipeline(
+        settings(session={"square_off_enabled": False}), SmaCross(SmaCrossParams(3, 8, 1))
+    )
     pipe.bus.subscribe(Order, lambda o: orders.__setitem__(o.order_id, o))
     pipe.bus.subscribe(Fill, fills.append)
     from engine.data.replay import ReplayFeed
@@ -109,8 +111,11 @@ async def test_square_off_can_be_switched_off():
 async def test_drawdown_halts_flattens_and_denies_further_orders():
     falling = {"X": list(np.linspace(1000, 800, 300))}
     bars = make_bars(falling)
-    s = settings(interval="1minute", capital=100_000, risk={
-        "max_drawdown_pct": 3.0, "reduce_drawdown_pct": 2.0, "max_gross_exposure": 10.0})
+    s = settings(
+        interval="1minute",
+        capital=100_000,
+        risk={"max_drawdown_pct": 3.0, "reduce_drawdown_pct": 2.0, "max_gross_exposure": 10.0},
+    )
     events: list[RiskEvent] = []
     r = await run_backtest(bars, Scripted(qty=100, every_bar=False), s)
     pipe = r.pipeline

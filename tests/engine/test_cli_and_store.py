@@ -20,19 +20,54 @@ def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, ca
     db = tmp_path / "runs.db"
     out = tmp_path / "result.json"
     report = tmp_path / "report.html"
-    code = main([
-        "backtest", "--data", str(nifty_path), "--interval", "15minute", "--strategy",
-        "sma_cross", "--param", "fast=5", "--param", "slow=20", "--param", "qty=2",
-        "--end-date", "2021-03-31", "--db", str(db), "--json", str(out), "--report",
-        str(report), "--no-progress",
-    ])
+    code = main(
+        [
+            "backtest",
+            "--data",
+            str(nifty_path),
+            "--interval",
+            "15minute",
+            "--strategy",
+            "sma_cross",
+            "--param",
+            "fast=5",
+            "--param",
+            "slow=20",
+            "--param",
+            "qty=2",
+            "--end-date",
+            "2021-03-31",
+            "--db",
+            str(db),
+            "--json",
+            str(out),
+            "--report",
+            str(report),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
-    assert {"run_id", "metrics", "trades", "bars_processed", "data_quality",
-            "elapsed_seconds"} <= set(result)
+    assert {
+        "run_id",
+        "metrics",
+        "trades",
+        "bars_processed",
+        "data_quality",
+        "elapsed_seconds",
+    } <= set(result)
     trade = result["trades"][0]
-    assert {"symbol", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price",
-            "pnl", "costs"} <= set(trade) and trade["qty"] == 2
+    assert {
+        "symbol",
+        "side",
+        "qty",
+        "entry_time",
+        "entry_price",
+        "exit_time",
+        "exit_price",
+        "pnl",
+        "costs",
+    } <= set(trade) and trade["qty"] == 2
     assert result["data_quality"]["dropped"]["outside_session"] > 0
     assert "data quality" in capsys.readouterr().out
 
@@ -63,7 +98,10 @@ def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, ca
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         timeout=120,
     )
 
@@ -96,8 +134,7 @@ def test_failed_run_is_stored_as_failed_and_earlier_runs_survive(tmp_path, monke
         raise RuntimeError("kernel blew up")
 
     monkeypatch.setattr(sma.SmaCross, "on_bars", explode)
-    assert main(["demo", "--days", "2", "--symbols", "2", "--db", str(db),
-                 "--no-progress"]) == 1
+    assert main(["demo", "--days", "2", "--symbols", "2", "--db", str(db), "--no-progress"]) == 1
     with open_database(str(db)).connect() as conn:
         rows = conn.execute(select(RunRow.status, RunRow.error)).all()
     statuses = sorted(r.status for r in rows)

@@ -37,7 +37,7 @@ def test_real_nse_files_load_cleanly(nifty_path):
     assert set(frame["symbol"]) == {"NIFTY 50", "NIFTY BANK"}
     minutes = frame["ts"].dt.hour * 60 + frame["ts"].dt.minute
     assert minutes.min() >= 9 * 60 + 15 and minutes.max() < 15 * 60 + 30
-    assert (minutes - (9 * 60 + 15)) .mod(5).eq(0).all()
+    assert (minutes - (9 * 60 + 15)).mod(5).eq(0).all()
     assert str(frame["ts"].dt.tz) == "Asia/Kolkata"
     assert bars.quality.dropped["outside_session"] > 0  # pre-open 09:08 and after-hours rows
     assert (frame["volume"] == 0).all()
@@ -65,7 +65,8 @@ def test_first_bucket_is_session_aligned_even_if_0915_is_missing(tmp_path):
 def test_naive_timestamps_are_ist_and_aware_ones_are_converted(tmp_path):
     naive = write(tmp_path, "A.csv", rows(*GOOD))
     aware = write(
-        tmp_path, "B.csv",
+        tmp_path,
+        "B.csv",
         rows("2024-01-02T03:45:00+00:00,100,101,99,100.5,10"),  # 09:15 IST
     )
     a = load_bars([naive], "1minute").frame
@@ -80,8 +81,11 @@ def test_long_format_parquet_with_symbol_column(tmp_path):
         {
             "datetime": pd.to_datetime(["2024-01-02 09:15", "2024-01-02 09:15"]),
             "symbol": ["INFY", "TCS"],
-            "open": [10.0, 20.0], "high": [11.0, 21.0], "low": [9.0, 19.0],
-            "close": [10.5, 20.5], "volume": [1, 2],
+            "open": [10.0, 20.0],
+            "high": [11.0, 21.0],
+            "low": [9.0, 19.0],
+            "close": [10.5, 20.5],
+            "volume": [1, 2],
         }
     )
     path = tmp_path / "long.parquet"
@@ -109,7 +113,8 @@ def test_broken_files_are_refused_naming_file_row_column(tmp_path, body, needle)
 
 def test_bad_rows_are_dropped_and_counted(tmp_path):
     path = write(
-        tmp_path, "Q.csv",
+        tmp_path,
+        "Q.csv",
         rows(
             GOOD[0],
             "2024-01-02 09:16:00,,102,100,101,20",  # missing price
@@ -125,8 +130,12 @@ def test_bad_rows_are_dropped_and_counted(tmp_path):
     bars = load_bars([path], "1minute")
     q = bars.quality
     assert dict(q.dropped) == {
-        "missing_price": 1, "inconsistent_ohlc": 1, "non_positive_price": 1,
-        "negative_volume": 1, "duplicate_ts": 1, "outside_session": 2,
+        "missing_price": 1,
+        "inconsistent_ohlc": 1,
+        "non_positive_price": 1,
+        "negative_volume": 1,
+        "duplicate_ts": 1,
+        "outside_session": 2,
     }
     assert q.notes["missing_volume"] == 1
     assert bars.frame["close"].tolist() == [100.5, 100.5]  # first of the duplicates kept

@@ -18,8 +18,13 @@ def test_metrics_against_independent_formulas():
     days = pd.bdate_range("2024-01-01", periods=20)
     ts = np.concatenate(
         [
-            (pd.Timestamp(d, tz="Asia/Kolkata") + pd.Timedelta(hours=9, minutes=15)
-             + pd.to_timedelta(np.arange(75) * 5, "min")).as_unit("ns").asi8
+            (
+                pd.Timestamp(d, tz="Asia/Kolkata")
+                + pd.Timedelta(hours=9, minutes=15)
+                + pd.to_timedelta(np.arange(75) * 5, "min")
+            )
+            .as_unit("ns")
+            .asi8
             for d in days
         ]
     )
@@ -31,10 +36,16 @@ def test_metrics_against_independent_formulas():
     curve = np.concatenate([[100_000], equity])
     r = np.diff(curve) / curve[:-1]
     assert m["sharpe_bar"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(252 * 75))
-    daily_close = pd.Series(equity, index=pd.to_datetime(ts, utc=True).tz_convert(
-        "Asia/Kolkata")).groupby(lambda t: t.date()).last().to_numpy()
-    d = np.diff(np.concatenate([[100_000], daily_close])) / np.concatenate(
-        [[100_000], daily_close])[:-1]
+    daily_close = (
+        pd.Series(equity, index=pd.to_datetime(ts, utc=True).tz_convert("Asia/Kolkata"))
+        .groupby(lambda t: t.date())
+        .last()
+        .to_numpy()
+    )
+    d = (
+        np.diff(np.concatenate([[100_000], daily_close]))
+        / np.concatenate([[100_000], daily_close])[:-1]
+    )
     assert m["sharpe"] == pytest.approx(d.mean() / d.std(ddof=1) * math.sqrt(252))
     downside = math.sqrt(np.mean(np.minimum(d, 0) ** 2))
     assert m["sortino"] == pytest.approx(d.mean() / downside * math.sqrt(252))

@@ -121,9 +121,12 @@ def test_chain_fails_closed_on_a_gate_error():
 @pytest.mark.parametrize("qty", [1, 3])
 def test_chain_first_denial_wins(qty):
     chain = RiskChain(
-        [TradingStateGate(State(TradingState.HALTED, "x")),
-         MaxPositionGate(RiskSettings(max_position_qty=1), Account(), Pending())],
-        Account(), Pending(),
+        [
+            TradingStateGate(State(TradingState.HALTED, "x")),
+            MaxPositionGate(RiskSettings(max_position_qty=1), Account(), Pending()),
+        ],
+        Account(),
+        Pending(),
     )
     d = chain.check(intent(Side.BUY, qty))
     assert d.gate == "trading_state" and not math.isnan(len(d.reason))
