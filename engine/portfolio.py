@@ -21,7 +21,13 @@ from engine.universe import Universe
 
 @nb.njit(cache=True, nogil=True)
 def _mark(qty, last, sid, close, out):  # pragma: no cover - numba
-    """Store the slice's closes; return market value and gross exposure in ``out``."""
+    """Store the slice's closes; market value and gross exposure into ``out``.
+
+    Returns False (nothing changed) if a sid is beyond the arrays: the caller grows them."""
+    capacity = last.shape[0]
+    for k in range(sid.shape[0]):
+        if sid[k] >= capacity:
+            return False
     for k in range(sid.shape[0]):
         last[sid[k]] = close[k]
     value = 0.0
@@ -34,6 +40,7 @@ def _mark(qty, last, sid, close, out):  # pragma: no cover - numba
             gross += abs(v)
     out[0] = value
     out[1] = gross
+    return True
 
 
 @dataclass
@@ -117,10 +124,10 @@ class Portfolio:
         self._cap = new
 
     def on_bars(self, bars: BarSlice) -> None:
-        if len(self._universe) > self._cap:
-            self._ensure(len(self._universe) - 1)
         out = self._out
-        _mark(self._qty_f, self._last, bars.sid, bars.close, out)
+        if not _mark(self._qty_f, self._last, bars.sid, bars.close, out):
+            self._ensure(int(bars.sid.max()))
+            _mark(self._qty_f, self._last, bars.sid, bars.close, out)
         self.ts_ns = bars.ts_ns
         self.equity = equity = self.cash + out[0]
         self.curve_ts.append(bars.ts_ns)

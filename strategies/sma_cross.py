@@ -110,34 +110,26 @@ class SmaCross(Strategy):
         self._alloc(64)
 
     def _alloc(self, capacity: int) -> None:
-        old: np.ndarray | None = getattr(self, "_ring", None)
+        """(Re)allocate per-symbol state for ``capacity`` sids, keeping what exists."""
         ring = np.zeros((capacity, self._slow))
         acc = np.zeros((capacity, 9))
         cnt = np.zeros((capacity, 3), dtype=np.int64)
-        if old is not None:
-            n = old.shape[0]
-            ring[:n], acc[:n], cnt[:n] = old, self._state[0], self._state[1]
+        if hasattr(self, "_ring"):
+            n = self._ring.shape[0]
+            ring[:n], acc[:n], cnt[:n] = self._ring, self._acc, self._cnt
         self._ring, self._acc, self._cnt = ring, acc, cnt
-        self._state: tuple[np.ndarray, np.ndarray] = (acc, cnt)
         self._signal = np.zeros(capacity, dtype=np.int8)
-        self._cap = capacity
-
-    def _grow(self, need: int) -> None:
-        self._alloc(max(need, self._cap * 2))
-
-    def _step(self, sid: np.ndarray, close: np.ndarray) -> int:
-        return int(
-            _sma_cross_step(
-                sid, close, self._ring, self._acc, self._cnt, self._fast, self._slow, self._signal
-            )
-        )
 
     def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None:
-        sid = bars.sid
-        crosses = self._step(sid, bars.close)
+        sid, close = bars.sid, bars.close
+        crosses = _sma_cross_step(
+            sid, close, self._ring, self._acc, self._cnt, self._fast, self._slow, self._signal
+        )
         if crosses < 0:
-            self._grow(int(sid.max()) + 1)
-            crosses = self._step(sid, bars.close)
+            self._alloc(max(int(sid.max()) + 1, 2 * self._ring.shape[0]))
+            crosses = _sma_cross_step(
+                sid, close, self._ring, self._acc, self._cnt, self._fast, self._slow, self._signal
+            )
         if not crosses:
             return
         for k in np.flatnonzero(self._signal[: sid.shape[0]]):
