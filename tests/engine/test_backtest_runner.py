@@ -157,3 +157,26 @@ async def test_kill_switch_survives_a_new_session_drawdown_halt_does_not():
         await pipe.bus.publish(s)
     assert pipe.state.state == TradingState.HALTED
     assert pipe.portfolio.holdings() == {}  # nothing was bought on later days either
+
+
+async def test_denials_and_state_changes_are_stored(tmp_path):
+    from sqlalchemy import select
+
+    from engine.store.database import open_database
+    from engine.store.recorder import RunRecorder
+    from engine.store.schema import OrderRow, RiskEventRow
+
+    bars = make_bars({"X": list(np.linspace(1000, 800, 200))})
+    s = settings(interval="1minute", capital=100_000, risk={
+        "max_drawdown_pct": 3.0, "reduce_drawdown_pct": 2.0, "max_gross_exposure": 10.0})
+    recorder = RunRecorder(open_database(str(tmp_path / "r.db")), "backtest")
+    r = await run_backtest(bars, Scripted(qty=100), s, recorder)
+    with recorder.engine.connect() as conn:
+        events = conn.execute(select(RiskEventRow).order_by(RiskEventRow.seq)).all()
+        statuses = set(conn.execute(select(OrderRow.status)).scalars())
+    kinds = {(e.kind, e.gate) for e in events}
+    assert ("state", "drawdown") in kinds and ("state", "max_drawdown") in kinds
+    denials = [e for e in events if e.kind == "deny"]
+    assert len(denials) == r.denials > 0
+    assert all(e.gate == "trading_state" and "HALTED" in e.reason for e in denials)
+    assert statuses == {"FILLED"}
