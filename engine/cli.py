@@ -222,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `trader ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
     except Exception as exc:
         from engine.bus import HandlerError
 

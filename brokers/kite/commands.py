@@ -67,6 +67,8 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return _fail(str(exc), EXIT_BAD_INPUT)
         except KiteError as exc:
             return _fail(str(exc), EXIT_FAILED)
+        except OSError as exc:  # e.g. the output directory is not writable
+            return _fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_FAILED)
         except KeyboardInterrupt:
             return _fail("interrupted; rerun the same command to resume", EXIT_FAILED)
 
@@ -151,7 +153,9 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``kite decode FILE`` and ``kite login`` to the top-level subparsers."""
+    """Add ``kite decode FILE``, ``kite login`` and ``data download`` to the top-level
+    subparsers (the CLI discovers modules by their ``register``)."""
+    register_data(subparsers)
     kite = subparsers.add_parser("kite", help="Zerodha Kite utilities")
     commands = kite.add_subparsers(dest="kite_command", metavar="COMMAND", required=True)
 
@@ -286,7 +290,10 @@ def add_download_parser(data_commands: Any) -> None:
 
 
 def register_data(subparsers: Any) -> None:
-    """Add ``data download`` to the top-level subparsers."""
+    """Add ``data download`` to the top-level subparsers; a no-op if ``data`` exists already
+    (use ``add_download_parser`` to put ``download`` under someone else's ``data``)."""
+    if "data" in subparsers.choices:
+        return
     data = subparsers.add_parser("data", help="market data")
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     add_download_parser(commands)

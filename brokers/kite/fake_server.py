@@ -122,25 +122,24 @@ def _now_text() -> str:
     return datetime.now(IST).strftime("%Y-%m-%d %H:%M:%S")
 
 
+class _InputError(Exception):
+    """Raised inside a handler to answer 400 InputException, as Kite does for bad parameters."""
+
+
 def _parse_time(text: str | None, name: str) -> datetime:
     if not text:
-        raise web.HTTPBadRequest(
-            text=json.dumps(
-                {"status": "error", "message": f"missing `{name}`", "error_type": "InputException"}
-            ),
-            content_type="application/json",
-        )
+        raise _InputError(f"missing `{name}`")
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
         try:
             return datetime.strptime(text, fmt)
         except ValueError:
             continue
-    raise web.HTTPBadRequest(
-        text=json.dumps(
-            {"status": "error", "message": f"invalid `{name}`", "error_type": "InputException"}
-        ),
-        content_type="application/json",
-    )
+    raise _InputError(f"invalid `{name}`")
+
+
+class _Rejection(NamedTuple):
+    message: str
+    at_placement: bool
 
 
 class FakeKite:
@@ -157,7 +156,7 @@ class FakeKite:
         self.request_tokens = {FAKE_REQUEST_TOKEN}
         self.requests: list[RecordedRequest] = []
         self.faults: list[FaultRule] = []
-        self._rejections: list[tuple[str, bool, str]] = []
+        self._rejections: list[_Rejection] = []
         recorded = self.fixture("historical_minute.json")["data"]["candles"]
         self.candles = candles or SyntheticCandles(recorded)
         self.instruments_csv = {
@@ -309,8 +308,7 @@ class FakeKite:
     ) -> None:
         """The next ``times`` placements are rejected: by RMS after acceptance (status REJECTED,
         as Kite does for margin shortfalls), or ``at_placement`` with a 400 InputException."""
-        error = "InputException"
-        self._rejections.extend([(message, at_placement, error)] * times)
+        self._rejections.extend([_Rejection(message, at_placement)] * times)
 
     def count(self, route: str) -> int:
         return sum(1 for r in self.requests if r.route == route)
@@ -357,7 +355,10 @@ class FakeKite:
             break
         if route != "ticker" and route not in UNAUTHENTICATED and not self._authorised(request):
             return _error(403, "TokenException", "Incorrect `api_key` or `access_token`.")
-        return await handler(request)
+        try:
+            return await handler(request)
+        except _InputError as exc:
+            return _error(400, "InputException", str(exc))
 
     def _handlers(self) -> dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
         return {
@@ -517,8 +518,8 @@ class FakeKite:
         except ValueError:
             return _error(400, "InputException", "invalid `quantity`, `price` or `trigger_price`")
         rejection = self._rejections.pop(0) if self._rejections else None
-        if rejection is not None and rejection[1]:
-            return _error(400, rejection[2], rejection[0])
+        if rejection is not None and rejection.at_placement:
+            return _error(400, "InputException", rejection.message)
         order_id = str(next(self._order_ids))
         symbol = form["tradingsymbol"]
         now = _now_text()
@@ -557,8 +558,12 @@ class FakeKite:
         }
         self.orders[order_id] = [dict(order, status="PUT ORDER REQ RECEIVED")]
         if rejection is not None:
-            order.update(status="REJECTED", status_message=rejection[0], pending_quantity=0)
-            order["status_message_raw"] = rejection[0]
+            order.update(
+                status="REJECTED",
+                status_message=rejection.message,
+                status_message_raw=rejection.message,
+                pending_quantity=0,
+            )
         elif form["order_type"] == "MARKET":
             self._fill(order, self.prices.get(symbol, 100.0))
         elif form["order_type"] in ("SL", "SL-M"):
@@ -617,7 +622,10 @@ class FakeKite:
         form = await request.post()
         for key, cast in (("quantity", int), ("price", float), ("trigger_price", float)):
             if form.get(key):
-                order[key] = cast(str(form[key]))
+                try:
+                    order[key] = cast(str(form[key]))
+                except ValueError:
+                    raise _InputError(f"invalid `{key}`") from None
         if form.get("order_type"):
             order["order_type"] = str(form["order_type"])
         order["pending_quantity"] = order["quantity"] - order["filled_quantity"]

@@ -7,7 +7,8 @@ may meet a 429, a 5xx or a timeout, and the user may interrupt the run. Hence:
 * each symbol's range is cut into chunks within the cap, fetched by a few workers sharing one
   rate limiter, each request retried with exponential backoff;
 * every finished chunk is written to its own part file and recorded in a small JSON manifest
-  beside the output (``<out>/<SYMBOL>_<interval>.manifest.json``), so a rerun skips it;
+  beside the output (``<out>/<SYMBOL>_<interval>.manifest.json``), so a rerun skips it —
+  except a chunk that reaches today, whose day is not over yet: that one is fetched again;
 * when all of a symbol's chunks are in, the parts covering the requested range are merged,
   validated (sane OHLC, sorted, deduplicated) and written as ``<out>/<SYMBOL>_<interval>.parquet``.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -160,16 +162,17 @@ class Manifest:
         return fresh
 
     def completed(self) -> list[Chunk]:
+        """Chunks that are final: fetched after their last day was over."""
         return [
             Chunk(date.fromisoformat(a), date.fromisoformat(b))
-            for a, b in (key.split("..") for key in self.chunks)
+            for a, b in (key.split("..") for key, info in self.chunks.items() if info.get("final"))
         ]
 
     def covers(self, chunk: Chunk) -> bool:
         return any(done.covers(chunk) for done in self.completed())
 
-    def record(self, chunk: Chunk, rows: int, part: str | None) -> None:
-        self.chunks[chunk.key] = {"rows": rows, "part": part}
+    def record(self, chunk: Chunk, rows: int, part: str | None, final: bool) -> None:
+        self.chunks[chunk.key] = {"rows": rows, "part": part, "final": final}
         self.save()
 
     def save(self) -> None:
@@ -240,6 +243,7 @@ class HistoryDownloader:
         retry: RetryPolicy | None = None,
         concurrency: int | None = None,
         on_chunk: Callable[[str, Chunk, bool], None] | None = None,
+        today: Callable[[], date] | None = None,
     ) -> None:
         settings = client.settings
         self.client = client
@@ -250,6 +254,7 @@ class HistoryDownloader:
         )
         self.concurrency = concurrency or settings.historical_concurrency
         self.on_chunk = on_chunk
+        self.today = today or (lambda: datetime.now(ZoneInfo(IST)).date())
 
     def plan(
         self, tokens: dict[str, int], start: date, end: date, interval: str
@@ -325,7 +330,7 @@ class HistoryDownloader:
         for task in done:
             exc = task.exception()
             if exc is not None:
-                finished = sum(len(job.manifest.chunks) for job in jobs)
+                finished = sum(len(job.manifest.completed()) for job in jobs)
                 if isinstance(exc, KiteRetryableError):
                     raise DownloadInterrupted(
                         f"download stopped after retries ({exc}); {finished} chunks are saved "
@@ -349,7 +354,9 @@ class HistoryDownloader:
             part_path = job.parts_dir / f"{chunk.key}.parquet"
             write_parquet(frame, part_path)  # raw; validated at merge time
             part = str(part_path.relative_to(self.out_dir))
-        job.manifest.record(chunk, len(frame), part)
+        # A chunk reaching today (IST) is still growing: kept for this run's output but fetched
+        # again next time, so a daily rerun picks up the rest of the day.
+        job.manifest.record(chunk, len(frame), part, final=chunk.end < self.today())
         job.fetched += 1
         if self.on_chunk:
             self.on_chunk(job.symbol, chunk, True)

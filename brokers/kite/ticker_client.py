@@ -115,6 +115,7 @@ class TickerClient:
         self.connected = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._last_message = 0.0
 
     # --- subscriptions (desired state) ------------------------------------------------------
@@ -169,6 +170,7 @@ class TickerClient:
         """Connect and stream until ``stop()``; reconnects on failure. Raises ``KiteTokenError``
         when the token is rejected, ``ConnectionError`` after ``max_reconnects`` failures."""
         self._stopping = False
+        self._stop_requested.clear()
         failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.request_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -194,7 +196,8 @@ class TickerClient:
                 delay = self.backoff(failures)
                 failures += 1
                 log.info("ticker reconnecting in %.2fs (attempt %d)", delay, failures)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
 
     async def _report(self, text: str) -> None:
         log.warning("%s", text)
@@ -272,7 +275,9 @@ class TickerClient:
             log.info("ticker message %s: %s", message.type, message.data)
 
     async def stop(self) -> None:
+        """Close the connection and end ``run``, also during a reconnect backoff."""
         self._stopping = True
+        self._stop_requested.set()
         ws = self._ws
         if ws is not None and not ws.closed:
             await ws.close()

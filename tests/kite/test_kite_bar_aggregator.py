@@ -1,4 +1,4 @@
-"""Tick → bar rules: session alignment, exchange time, cumulative volume, late/out-of-order ticks."""
+"""Tick → bar rules: session alignment, exchange time, cumulative volume, late ticks."""
 
 from __future__ import annotations
 

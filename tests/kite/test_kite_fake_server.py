@@ -90,6 +90,10 @@ def test_historical_outside_the_recording_is_synthetic_but_stable(kite):
 def test_historical_range_limit_is_enforced(kite):
     with pytest.raises(kex.InputException, match="max limit: 60 days"):
         kite.historical_data(408065, "2021-01-01 00:00:00", "2021-03-05 00:00:00", "minute")
+    with pytest.raises(kex.InputException, match="invalid `from`"):
+        kite.historical_data(408065, "yesterday", "2021-03-05 00:00:00", "minute")
+    with pytest.raises(kex.InputException, match="invalid interval"):
+        kite.historical_data(408065, "2021-03-01", "2021-03-05", "2minute")
 
 
 def test_generate_session_matches_fixture_and_new_token_works(fake):
@@ -130,7 +134,7 @@ def test_slow_response_times_out_the_client(fake):
         fake.api_key, fake.credentials().access_token, root=fake.api_root, timeout=0.2
     )
     fake.inject("profile", delay_s=1.0)
-    with pytest.raises(Exception, match="(?i)timed out"):
+    with pytest.raises(Exception, match=r"(?i)timed out"):
         impatient.profile()
 
 

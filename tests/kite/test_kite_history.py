@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -46,9 +47,15 @@ def expected_frame(fake: FakeKite, symbol: str, interval: str = "minute") -> pd.
     )
 
 
-async def download(fake: FakeKite, out: Path, concurrency: int = 2, **settings: object):
+async def download(
+    fake: FakeKite,
+    out: Path,
+    concurrency: int = 2,
+    today: date = date(2024, 1, 1),
+    **settings: object,
+):
     async with KiteRestClient(fake.settings(**settings), fake.credentials()) as client:
-        downloader = HistoryDownloader(client, out, concurrency=concurrency)
+        downloader = HistoryDownloader(client, out, concurrency=concurrency, today=lambda: today)
         return await downloader.download(list(SYMBOLS), START, END, "minute")
 
 
@@ -61,7 +68,7 @@ def test_chunks_respect_kite_range_limits_and_cover_the_range(interval):
     start, end = date(2019, 2, 3), date(2024, 11, 30)
     chunks = plan_chunks(start, end, interval)
     assert chunks[0].start == start and chunks[-1].end == end
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start == a.end + timedelta(days=1)
     limit = timedelta(days=INTERVAL_MAX_DAYS[interval])
     assert all(c.request_end - c.request_start <= limit for c in chunks)
@@ -98,8 +105,8 @@ async def test_download_with_429_5xx_and_cuts_is_complete_and_exact(tmp_path):
 
 async def test_timeouts_are_retried(tmp_path):
     async with FakeKite() as fake:
-        fake.inject("historical", delay_s=1.0, times=1)
-        results = await download(fake, tmp_path, request_timeout_s=0.3)
+        fake.inject("historical", delay_s=2.5, times=1)
+        results = await download(fake, tmp_path, request_timeout_s=1.0)
         assert [r.rows for r in results] == [len(pd.bdate_range(START, END)) * 375] * 2
         assert fake.count("historical") == 7
 
@@ -153,6 +160,17 @@ async def test_interrupted_download_resumes_without_refetching(tmp_path):
         again = await download(fake, tmp_path)
         assert fake.count("historical") == 0
         assert [r.rows for r in again] == [r.rows for r in results]
+
+
+async def test_a_chunk_reaching_today_is_fetched_again_on_rerun(tmp_path):
+    async with FakeKite() as fake:
+        await download(fake, tmp_path, today=END)
+        manifest = json.loads((tmp_path / "IGL_minute.manifest.json").read_text())
+        assert [c["final"] for c in manifest["chunks"].values()] == [True, True, False]
+        fake.requests.clear()
+        results = await download(fake, tmp_path, today=END + timedelta(days=1))
+        assert [r.chunks_fetched for r in results] == [1, 1]
+        assert {q for _, q in historical_ranges(fake)} == {"2021-05-01 00:00:00"}
 
 
 async def test_exhausted_retries_stop_with_a_resumable_error(tmp_path):

@@ -152,7 +152,7 @@ async def test_silent_feed_is_reported_stale_and_reconnected():
 
 async def test_heartbeats_keep_a_quiet_feed_alive():
     async with FakeKite(heartbeat_s=0.05) as fake:
-        client = client_for(fake, stale_after_s=0.3)
+        client = client_for(fake, stale_after_s=1.0)
         runner = asyncio.create_task(client.run())
         await until(lambda: client.stats.heartbeats >= 12, timeout=3)
         await client.stop()
@@ -232,3 +232,15 @@ async def test_credentials_never_reach_logs_or_error_texts(caplog):
     assert len(errors) == 3
     assert "s3cr3t-token-value" not in caplog.text + "".join(errors)
     assert "s3cr3t" not in repr(creds)
+
+
+async def test_stop_interrupts_a_long_reconnect_backoff():
+    async with FakeKite() as fake:
+        fake.inject("ticker", status=503, times=None)
+        client = client_for(fake, backoff_base_s=30.0, backoff_max_s=30.0)
+        runner = asyncio.create_task(client.run())
+        await until(lambda: fake.count("ticker") == 1)
+        await asyncio.sleep(0.05)
+        await client.stop()
+        await asyncio.wait_for(runner, 1)
+    assert client.stats.connects == 0
