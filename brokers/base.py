@@ -14,6 +14,12 @@ from engine.events import BarSlice, Order
 
 
 class Broker(ABC):
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and reconcile open orders and positions with the account before trading."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; open orders stay as they are at the broker."""
+
     @abstractmethod
     async def submit(self, order: Order) -> None:
         """Accept an approved order. Must be idempotent on ``order.order_id``."""

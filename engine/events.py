@@ -148,6 +148,20 @@ class Fill(NamedTuple):
     price: float
     costs: float
     reason: str = ""
+    trade_id: str = ""  # the exchange's trade id where there is one (dedups websocket vs poll)
+
+
+class BrokerEvent(NamedTuple):
+    """Broker trouble or news the engine must act on; risk halts on ``halts=True``.
+
+    kinds: "token_expired", "network", "rejected", "reconciled", "order_error".
+    """
+
+    ts_ns: int
+    seq: int
+    kind: str
+    message: str
+    halts: bool = False
 
 
 class PositionChange(NamedTuple):

@@ -20,6 +20,7 @@ from config.settings import EngineSettings
 from engine.bus import EventBus
 from engine.events import (
     BarSlice,
+    BrokerEvent,
     FeatureSlice,
     Fill,
     Order,
@@ -40,7 +41,7 @@ from risk.gates import (
     TradingStateGate,
     TradingWindowGate,
 )
-from risk.monitor import RiskMonitor
+from risk.monitor import BrokerTroubleGuard, RiskMonitor
 from risk.state import TradingStateMachine
 from strategies.base import Strategy
 
@@ -140,4 +141,5 @@ def build_pipeline(
     bus.subscribe(Fill, pending.on_fill)
     bus.subscribe(Fill, portfolio.on_fill)
     bus.subscribe(Fill, host.on_fill)
+    bus.subscribe(BrokerEvent, BrokerTroubleGuard(monitor).on_broker_event)
     return pipe

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from config.settings import RiskSettings
 from engine.bus import EventBus
-from engine.events import BarSlice, OrderIntent, Side, TradingState
+from engine.events import BarSlice, BrokerEvent, OrderIntent, Side, TradingState
 from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
 from risk.gates import AccountView
 from risk.state import TradingStateMachine
@@ -110,3 +110,16 @@ async def publish_close(
     await bus.publish(
         OrderIntent(ts_ns, bus.next_seq(), intent_id, source, symbol, side, abs(qty), reason=reason)
     )
+
+
+class BrokerTroubleGuard:
+    """Halts trading on broker trouble (expired token, lost connection) instead of erroring in a
+    loop; the operator resumes once the cause is fixed."""
+
+    def __init__(self, monitor: RiskMonitor) -> None:
+        self._monitor = monitor
+
+    def on_broker_event(self, event: BrokerEvent) -> Awaitable[None] | None:
+        if not event.halts:
+            return None
+        return self._monitor.halt(event.ts_ns, f"broker_{event.kind}", event.message, False)

@@ -130,3 +130,18 @@ def test_chain_first_denial_wins(qty):
     )
     d = chain.check(intent(Side.BUY, qty))
     assert d.gate == "trading_state" and not math.isnan(len(d.reason))
+
+
+async def test_broker_trouble_halts_without_flattening():
+    from config.settings import load_settings
+    from engine.events import BrokerEvent
+    from engine.pipeline import build_pipeline
+    from strategies.sma_cross import SmaCross
+
+    pipe = build_pipeline(load_settings(), SmaCross())
+    bus = pipe.bus
+    await bus.publish(BrokerEvent(1, bus.next_seq(), "reconciled", "ok"))
+    assert pipe.state.state == TradingState.ACTIVE
+    await bus.publish(BrokerEvent(2, bus.next_seq(), "token_expired", "token expired", True))
+    assert pipe.state.state == TradingState.HALTED
+    assert pipe.state.reason == "token expired"
