@@ -50,6 +50,10 @@ class EventBus:
         """The next sequence number; publishers stamp events with it at construction."""
         return next(self._seq)
 
+    def continue_after(self, seq: int) -> None:
+        """A resumed run: new events sort after everything already stored."""
+        self._seq = itertools.count(seq + 1)
+
     def subscribe(self, event_type: type, handler: Handler) -> None:
         self._routes.setdefault(event_type, []).append(handler)
 

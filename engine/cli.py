@@ -74,11 +74,11 @@ def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> A
     return load_settings(profile, **overrides)
 
 
-def prepare_run(args: argparse.Namespace) -> tuple[Any, Any]:
+def prepare_run(args: argparse.Namespace, profile: str = "backtest") -> tuple[Any, Any]:
     """Settings and strategy from the args — checked before any data is read."""
     from strategies.registry import make_strategy, parse_params
 
-    return settings_from_args(args), make_strategy(args.strategy, parse_params(args.param))
+    return settings_from_args(args, profile), make_strategy(args.strategy, parse_params(args.param))
 
 
 def run_and_report(
@@ -164,6 +164,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    from engine.runners.paper import parse_speed
+
+    speed = parse_speed(args.speed)
+    prepared = prepare_run(args, profile="paper")
+    bars, label = _feed_bars(args)
+    from engine.daemon import run_daemon
+
+    return run_daemon(args, prepared, bars, label, speed)
+
+
+def _feed_bars(args: argparse.Namespace) -> tuple[Any, str]:
+    """``--feed replay:PATH[,PATH]`` or ``replay:synthetic``; live Kite ticks need credentials."""
+    feed = args.feed
+    if feed is None:
+        from brokers.kite.auth import load_credentials
+
+        try:
+            load_credentials()
+        except Exception:
+            feed = "replay:synthetic"
+            print("no Kite credentials: replaying the synthetic market (--feed to choose)")
+        else:
+            raise UserError(
+                "the live Kite feed for paper trading is not wired yet; use --feed replay:PATH"
+            )
+    kind, _, target = feed.partition(":")
+    if kind != "replay" or not target:
+        raise UserError(f"--feed {feed!r}: use replay:PATH (file or directory) or replay:synthetic")
+    if target == "synthetic":
+        from engine.data.synthetic import SyntheticMarket
+
+        market = SyntheticMarket(symbols=args.symbols, days=args.days, seed=args.seed)
+        return market.bars(args.interval), market.fingerprint()
+    from engine.data.loader import load_bars
+
+    paths = target.split(",")
+    return load_bars(paths, args.interval, args.start_date, args.end_date), target
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trader", description=__doc__.splitlines()[0])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")
@@ -187,7 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=60)
     demo.add_argument("--seed", type=int, default=7)
     add_run_options(demo)
-    demo.set_defaults(func=cmd_demo, db="demo.db")
+    demo.set_defaults(func=cmd_demo, db="demo.db", mode="backtest")
+
+    paper = sub.add_parser("paper", help="paper-trading daemon (simulated broker, live pacing)")
+    paper.add_argument(
+        "--feed",
+        help="replay:PATH[,PATH…] or replay:synthetic (default when no Kite credentials exist)",
+    )
+    paper.add_argument("--speed", default="1x", help="replay pace: 1x, 60x, … or max")
+    paper.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/crashed run")
+    paper.add_argument("--host", default="127.0.0.1", help="HTTP API bind address")
+    paper.add_argument("--port", type=int, default=0, help="HTTP API port (0: none)")
+    paper.add_argument("--symbols", type=int, default=5, help="synthetic feed: symbols")
+    paper.add_argument("--days", type=int, default=20, help="synthetic feed: sessions")
+    paper.add_argument("--seed", type=int, default=7, help="synthetic feed: seed")
+    add_run_options(paper)
+    paper.set_defaults(func=cmd_paper, mode="paper")
 
     for name in COMMAND_MODULES:
         register = _optional_register(name)

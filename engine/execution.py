@@ -73,7 +73,7 @@ class ExecutionStage:
         self._pending = pending
         self._state = state
         self._prefix = order_prefix
-        self._count = 0
+        self.orders = 0  # approved; also numbers the order ids
         self.denied = 0
 
     async def on_intent(self, intent: OrderIntent) -> None:
@@ -93,11 +93,11 @@ class ExecutionStage:
                 )
             )
             return
-        self._count += 1
+        self.orders += 1
         order = Order(
             intent.ts_ns,
             bus.next_seq(),
-            f"{self._prefix}{self._count}",
+            f"{self._prefix}{self.orders}",
             intent.intent_id,
             intent.symbol,
             intent.side,

@@ -12,6 +12,7 @@ only in the feed and clock handed to ``Pipeline``; live differs in the broker.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from brokers.base import Broker
 from brokers.costs import make_cost_model
@@ -59,6 +60,24 @@ class Pipeline:
     chain: RiskChain
     execution: ExecutionStage
     host: StrategyHost
+    #: BarSlice handlers that only compute decisions (features, strategy): what a restart
+    #: replays over history to rebuild indicator state, with the host discarding intents
+    decision_handlers: list[Any]
+
+    async def warm(self, bars: BarSlice) -> None:
+        self.host.warming = True
+        try:
+            for handler in self.decision_handlers:
+                pending = handler(bars)
+                if pending is not None:
+                    await pending
+        finally:
+            self.host.warming = False
+
+
+def run_config(settings: EngineSettings, strategy: Strategy) -> dict[str, object]:
+    """What a run is keyed by: stored with it, compared on resume and by promotions."""
+    return {"settings": settings.model_dump(mode="json"), **strategy.config()}
 
 
 def simulated_broker(bus: EventBus, settings: EngineSettings) -> SimulatedBroker:
@@ -117,6 +136,7 @@ def build_pipeline(
         chain,
         execution,
         host,
+        [],
     )
 
     bus.subscribe(BarSlice, broker.on_bars)
@@ -125,6 +145,7 @@ def build_pipeline(
     if settings.session.square_off_enabled:
         square_off = SquareOff(bus, portfolio, pending, minute_of_day(settings.session.square_off))
         bus.subscribe(BarSlice, square_off.on_bars)
+    first_decision = len(bus.subscribers(BarSlice))
     if strategy.wants_features:
         if feature_stage_factory is None:
             from engine.features.calculator import FeatureCalculator
@@ -135,6 +156,7 @@ def build_pipeline(
             feature_stage_factory(bus)  # type: ignore[operator]
         bus.subscribe(FeatureSlice, host.on_features)
     bus.subscribe(BarSlice, host.on_bars)
+    pipe.decision_handlers = bus.subscribers(BarSlice)[first_decision:]
     bus.subscribe(OrderIntent, execution.on_intent)
     bus.subscribe(Order, host.on_order)
     bus.subscribe(OrderUpdate, pending.on_update)

@@ -105,6 +105,11 @@ class Portfolio:
         sid = self._universe.get(symbol)
         return float(self._avg[sid]) if sid is not None and sid < self._cap else 0.0
 
+    def set_last_price(self, symbol: str, price: float) -> None:
+        sid = self._universe.add(symbol)
+        self._ensure(sid)
+        self._last[sid] = price
+
     def gross_exposure(self) -> float:
         return float(np.abs(self._qty_f) @ self._last)
 
@@ -129,10 +134,10 @@ class Portfolio:
             self._ensure(int(bars.sid.max()))
             _mark(self._qty_f, self._last, bars.sid, bars.close, out)
         self.ts_ns = bars.ts_ns
-        self.equity = equity = self.cash + out[0]
+        self.equity = equity = self.cash + float(out[0])
         self.curve_ts.append(bars.ts_ns)
         self.curve_equity.append(equity)
-        self.curve_gross.append(out[1])
+        self.curve_gross.append(float(out[1]))
 
     def on_fill(self, fill: Fill) -> Awaitable[None] | None:
         realized = self.apply_fill(fill)
@@ -162,7 +167,7 @@ class Portfolio:
         realized = -fill.costs
         closing = min(abs(signed), abs(old)) if old and (old > 0) != (signed > 0) else 0
         if closing:
-            realized += closing * (price - self._avg[sid]) * (1 if old > 0 else -1)
+            realized += closing * (price - float(self._avg[sid])) * (1 if old > 0 else -1)
         if new == 0:
             self._avg[sid] = 0.0
         elif old == 0 or (old > 0) != (new > 0):

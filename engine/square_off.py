@@ -1,7 +1,8 @@
 """Intraday (MIS) square-off: close every position once the square-off time is reached.
 
-A bar stamped T is known at T + interval; when that reaches the square-off time (15:20 by
-default), close orders go out and fill at the next bar's open, as any order does. Once per
+A bar stamped T is known at T + interval, and orders decided on it fill at the next bar's open.
+Close orders go out on the bar whose successor contains the square-off time (15:20 by default),
+so positions are closed in the bar that contains it, whatever the interval. Once per
 session per symbol; switched off with ``square_off_enabled = false`` (``--no-square-off``).
 """
 
@@ -25,10 +26,12 @@ class SquareOff:
         self._pending = pending
         self._minute = square_off_minute
         self._done_day = -1
-        self._count = 0
 
     def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
-        if local_minute(bars.ts_ns + bars.interval_ns) < self._minute:
+        # orders decided now fill in the next bar: square off when that bar contains (or is
+        # past) the square-off time — 15:20 exactly for 1- and 5-minute bars, the 15:15–15:30
+        # bar's open for 15-minute bars
+        if local_minute(bars.ts_ns + 2 * bars.interval_ns) <= self._minute:
             return None
         day = local_day(bars.ts_ns)
         if day == self._done_day:
@@ -45,13 +48,7 @@ class SquareOff:
 
     async def _close_all(self, ts_ns: int, holdings: dict[str, int]) -> None:
         for symbol, qty in sorted(holdings.items()):
-            self._count += 1
             await publish_close(
-                self._bus,
-                ts_ns,
-                "square_off",
-                symbol,
-                qty,
-                "intraday square-off",
-                f"sq-{self._count}",
-            )
+                self._bus, ts_ns, "square_off", symbol, qty, "intraday square-off",
+                f"sq-{ts_ns}-{symbol}",
+            )  # fmt: skip

@@ -37,7 +37,9 @@ class StrategyHost:
         self._pending = pending
         self._outbox: list[OrderIntent] = []
         self._ts = 0
-        self._count = 0
+        self._id_ts = 0
+        self._id_n = 0
+        self.warming = False  # replaying history to rebuild state: intents are discarded
         self._my_intents: set[str] = set()
         self._my_orders: set[str] = set()
         self.intents = 0
@@ -68,8 +70,12 @@ class StrategyHost:
     ) -> None:
         if qty <= 0:
             raise ValueError(f"{self.strategy.name}: order quantity must be positive, got {qty}")
-        self._count += 1
-        intent_id = f"{self.strategy.name}-{self._count}"
+        if self._ts != self._id_ts:
+            self._id_ts, self._id_n = self._ts, 0
+        self._id_n += 1
+        # derived from the bar and the order within it: the same run gives the same ids,
+        # including a run resumed after a crash
+        intent_id = f"{self.strategy.name}-{self._ts}-{self._id_n}"
         self._my_intents.add(intent_id)
         self._outbox.append(
             OrderIntent(
@@ -118,8 +124,15 @@ class StrategyHost:
         self.strategy.on_fill(fill, self)
         return self._flush() if self._outbox else None
 
+    def adopt_order(self, order: Order) -> None:
+        """An order of this strategy restored after a restart (still open at the broker)."""
+        if order.intent_id.startswith(f"{self.strategy.name}-"):
+            self._my_orders.add(order.order_id)
+
     async def _flush(self) -> None:
         outbox, self._outbox = self._outbox, []
+        if self.warming:
+            return
         bus = self._bus
         for intent in outbox:
             self.intents += 1

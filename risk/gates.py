@@ -64,7 +64,7 @@ class TradingStateGate:
 
 
 class TradingWindowGate:
-    """New exposure only while the order can fill inside [open, square-off) of the session."""
+    """New exposure only if the bar it fills in lies inside [open, square-off] of the session."""
 
     name = "trading_window"
 
@@ -75,12 +75,14 @@ class TradingWindowGate:
             minute_of_day(session.square_off) if session.square_off_enabled else self._close
         )
         self._interval = interval_ns
+        self._interval_minutes = interval_ns // NS_PER_MINUTE
 
     def check(self, intent: OrderIntent, reducing: bool) -> str | None:
         if reducing:
             return None
         minute = local_minute(intent.ts_ns + self._interval)  # earliest fill: next bar's open
-        if self._open <= minute < self._stop:
+        # the bar it fills in must end by the square-off time, or it is squared off at once
+        if self._open <= minute and minute + self._interval_minutes <= self._stop:
             return None
         return f"outside the trading window (fill at minute {minute // 60:02d}:{minute % 60:02d})"
 

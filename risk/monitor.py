@@ -40,7 +40,11 @@ class RiskMonitor:
         self._next_day_ns = -(1 << 62)
         self._day_start = account.equity
         self._last_equity = account.equity
-        self._intents = 0
+
+    def restore_day(self, day: int, next_day_ns: int, day_start: float, last_equity: float) -> None:
+        """Where the day's loss accounting stood at the last committed bar (crash recovery)."""
+        self._day, self._next_day_ns = day, next_day_ns
+        self._day_start, self._last_equity = day_start, last_equity
 
     def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
         equity = self._account.equity
@@ -95,11 +99,9 @@ class RiskMonitor:
         for symbol, qty in sorted(self._account.holdings().items()):
             if only is not None and symbol != only:
                 continue
-            await publish_close(self._bus, ts_ns, "risk", symbol, qty, reason, self._next_id())
-
-    def _next_id(self) -> str:
-        self._intents += 1
-        return f"risk-{self._intents}"
+            await publish_close(
+                self._bus, ts_ns, "risk", symbol, qty, reason, f"risk-{ts_ns}-{symbol}"
+            )
 
 
 async def publish_close(

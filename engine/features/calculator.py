@@ -8,6 +8,8 @@ for bit — the property that keeps training and serving on the same numbers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,8 @@ if K.KERNEL_COLUMNS != FEATURE_NAMES or K.MAX_WARMUP != MAX_WARMUP:  # pragma: n
     raise RuntimeError("engine.features.kernels column layout differs from the feature spec")
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
+_update_slice: Any = K.update_slice  # numba dispatchers, typed loosely for mypy
+_update_rows: Any = K.update_rows
 
 
 class FeatureInputError(ValueError):
@@ -40,10 +44,10 @@ def _describe(kind: int, row: int, sid: np.ndarray, ts: np.ndarray | int, values
     if kind == K.ERR_SID:
         return f"{where}: symbol id must be >= 0"
     if kind == K.ERR_PRICE:
-        bad = ", ".join(f"{k}={values[k][row]!r}" for k in BAR_FIELDS[:4])
+        bad = ", ".join(f"{k}={float(values[k][row])!r}" for k in BAR_FIELDS[:4])
         return f"{where}: prices must be finite and > 0 ({bad})"
     if kind == K.ERR_VOLUME:
-        return f"{where}: volume must be finite and >= 0 (volume={values['volume'][row]!r})"
+        return f"{where}: volume must be finite and >= 0 (volume={float(values['volume'][row])!r})"
     if kind == K.ERR_TIME:
         return f"{where}: time does not advance for this symbol (duplicate or out-of-order bar)"
     return f"{where}: error kind {kind}"
@@ -102,13 +106,13 @@ class FeatureCalculator:
         ready = np.empty(k, dtype=np.bool_)
         args = (sid, int(ts_ns), o, h, lo, c, v, session_open)
         try:
-            kind, row = K.update_slice(self._fs, self._ist, *args, out, ready)
+            kind, row = _update_slice(self._fs, self._ist, *args, out, ready)
         except TypeError:  # wrong dtype or layout: normalise once and retry
             args = _normalise(*args)
-            kind, row = K.update_slice(self._fs, self._ist, *args, out, ready)
+            kind, row = _update_slice(self._fs, self._ist, *args, out, ready)
         while kind == K.ERR_CAPACITY:
             self._grow(int(np.max(args[0])) + 1)
-            kind, row = K.update_slice(self._fs, self._ist, *args, out, ready)
+            kind, row = _update_slice(self._fs, self._ist, *args, out, ready)
         if kind != K.OK:
             fields = dict(zip(BAR_FIELDS, args[2:7], strict=True))
             message = _describe(kind, row, args[0], args[1], fields)
@@ -133,7 +137,7 @@ class FeatureCalculator:
         args = _normalise(sid, ts_ns, o, h, lo, c, v, session_open, rows=True)
         if n and int(np.max(args[0])) >= self.capacity:
             self._grow(int(np.max(args[0])) + 1)
-        kind, row = K.update_rows(self._fs, self._ist, *args, out, ready)
+        kind, row = _update_rows(self._fs, self._ist, *args, out, ready)
         if kind != K.OK:
             fields = dict(zip(BAR_FIELDS, args[2:7], strict=True))
             message = _describe(kind, row, args[0], args[1], fields)
@@ -141,11 +145,12 @@ class FeatureCalculator:
         return out, ready
 
 
-def _normalise(sid, ts, o, h, lo, c, v, sess, rows: bool = False):  # type: ignore[no-untyped-def]
-    f8 = [np.ascontiguousarray(x, dtype=np.float64) for x in (o, h, lo, c, v)]
-    sid_a = np.ascontiguousarray(sid, dtype=np.int64)
-    sess_a = np.ascontiguousarray(sess, dtype=np.bool_)
-    ts_a = np.ascontiguousarray(ts, dtype=np.int64) if rows else int(ts)
+def _normalise(sid, ts, o, h, lo, c, v, sess, rows: bool = False):
+    """Contiguous, writeable arrays of the kernels' dtypes (the kernels' signatures are fixed)."""
+    f8 = [_plain(x, np.float64) for x in (o, h, lo, c, v)]
+    sid_a = _plain(sid, np.int64)
+    sess_a = _plain(sess, np.bool_)
+    ts_a = _plain(ts, np.int64) if rows else int(ts)
     lengths = {len(sid_a), len(sess_a), *(len(x) for x in f8)}
     if rows:
         lengths.add(len(ts_a))  # type: ignore[arg-type]
@@ -154,12 +159,21 @@ def _normalise(sid, ts, o, h, lo, c, v, sess, rows: bool = False):  # type: igno
     return (sid_a, ts_a, *f8, sess_a)
 
 
+def _plain(x, dtype) -> np.ndarray:
+    arr = np.ascontiguousarray(x, dtype=dtype)
+    return arr if arr.flags.writeable else arr.copy()
+
+
 def ts_ns_of(ts: pd.Series) -> np.ndarray:
     """tz-aware timestamps (any resolution) → UTC epoch nanoseconds."""
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         raise FeatureInputError("column 'ts' must be tz-aware timestamps")
-    return ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]").to_numpy().view(
-        np.int64
+    return (
+        ts.dt.tz_convert("UTC")
+        .dt.tz_localize(None)
+        .astype("datetime64[ns]")
+        .to_numpy()
+        .view(np.int64)
     )
 
 
@@ -175,28 +189,24 @@ def session_open_flags(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
 REQUIRED_COLUMNS = ("ts", "symbol", *BAR_FIELDS)
 
 
-def compute_history(frame: pd.DataFrame) -> pd.DataFrame:
-    """Features for a long bar frame (one or many symbols) through the streaming kernel.
+def history_arrays(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Run the streaming kernel over a long bar frame (one or many symbols).
 
-    ``frame`` has ts (tz-aware), symbol, open, high, low, close, volume; rows are sorted here
-    by (symbol, ts). Returns ts, symbol and the 89 float32 feature columns in that order. Each
-    symbol starts from its own first bar; session-scoped features restart on each IST day.
+    Returns the bars sorted by (symbol, ts), their float32[n, 89] features in that row order
+    and the ready flags. Each symbol starts from its own first bar; session-scoped features
+    restart on each IST day (the first bar of a day is the session open).
     """
     missing = [col for col in REQUIRED_COLUMNS if col not in frame.columns]
     if missing:
         raise FeatureInputError(f"bar frame lacks column(s): {', '.join(missing)}")
-    if frame.empty:
-        return _empty_result()
     bars = frame.sort_values(["symbol", "ts"], kind="stable")
     codes, symbols = pd.factorize(bars["symbol"], sort=True)
     codes = codes.astype(np.int64)
     ts_ns = ts_ns_of(bars["ts"])
     try:
-        values, _ready = FeatureCalculator(capacity=len(symbols)).update_rows(
-            codes,
-            ts_ns,
-            *(bars[col].to_numpy(dtype=np.float64) for col in BAR_FIELDS),
-            session_open_flags(codes, ts_ns),
+        o, h, lo, c, v = (bars[col].to_numpy(dtype=np.float64) for col in BAR_FIELDS)
+        values, ready = FeatureCalculator(capacity=max(1, len(symbols))).update_rows(
+            codes, ts_ns, o, h, lo, c, v, session_open_flags(codes, ts_ns)
         )
     except FeatureInputError as exc:
         if exc.row is None or exc.sid is None:
@@ -206,6 +216,15 @@ def compute_history(frame: pd.DataFrame) -> pd.DataFrame:
             exc.row,
             exc.sid,
         ) from None
+    return bars, values, ready
+
+
+def compute_history(frame: pd.DataFrame) -> pd.DataFrame:
+    """Features for a long bar frame: ts, symbol and the 89 float32 columns, sorted by
+    (symbol, ts). ``frame`` has ts (tz-aware), symbol, open, high, low, close, volume."""
+    if frame.empty:
+        return _empty_result()
+    bars, values, _ready = history_arrays(frame)
     result = pd.DataFrame(values, columns=list(FEATURE_NAMES), copy=False)
     result.insert(0, "symbol", bars["symbol"].to_numpy())
     result.insert(0, "ts", bars["ts"].reset_index(drop=True))

@@ -8,11 +8,15 @@ highs/lows. The same ``_step`` serves a live slice (``update_slice``) and a hist
 
 Where a feature has a TA-Lib twin the arithmetic repeats TA-Lib's own operation order (the
 installed C library, including where its compiler fuses a multiply-add into one FMA), so values
-match TA-Lib bit for bit. Two TA-Lib algorithms are not strictly O(1) and are kept as TA-Lib has
-them because exact parity is the contract: CCI's mean absolute deviation is a 20-term loop (it
-is not decomposable into running sums), and the shifted-sum variance of STDDEV/BBANDS re-anchors
-itself with one pass over its window every 32 windows or when cancellation is detected (amortised
-O(1)).
+match TA-Lib bit for bit. The contract is with the TA-Lib C library this project pins (0.8.x,
+wheel ``ta-lib`` 0.8.2): releases differ in exactly these details (two-coefficient Wilder steps,
+shifted-sum variance, scale-aware zero guards), so another release agrees to ~1e-15 relative
+rather than bit for bit, and may differ outright on flat-window guard cases.
+
+Two TA-Lib algorithms are not strictly O(1) and are kept as TA-Lib has them because exact parity
+is the contract: CCI's mean absolute deviation is a 20-term loop (it is not decomposable into
+running sums), and the shifted-sum variance of STDDEV/BBANDS re-anchors itself with one pass over
+its window every 32 windows or when cancellation is detected (amortised O(1)).
 
 Column order is ``KERNEL_COLUMNS``; it must equal ``spec.FEATURE_NAMES`` (checked at import by
 the calculator and by the tests). It lives here, as literal constants, because numba's cache is
@@ -136,11 +140,11 @@ OK, ERR_CAPACITY, ERR_SID, ERR_PRICE, ERR_VOLUME, ERR_TIME = 0, 1, 2, 3, 4, 5
 
 
 @intrinsic
-def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+def _fma(typingctx, a, b, c):
     """Fused a*b + c (one rounding), as TA-Lib's compiled C computes some recurrences."""
     sig = types.float64(types.float64, types.float64, types.float64)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         f64 = ir.DoubleType()
         fnty = ir.FunctionType(f64, [f64, f64, f64])
         fn = builder.module.declare_intrinsic("llvm.fma", [f64], fnty)
@@ -167,7 +171,7 @@ def _true_range(h: float, lo: float, pc: float) -> float:
 
 
 @njit(cache=True)
-def _sma_push(fs, r, f_pend, ring, mask, s, x, n):  # type: ignore[no-untyped-def]
+def _sma_push(fs, r, f_pend, ring, mask, s, x, n):
     """TA-Lib SMA on a series whose value ``x`` (index ``s``) is already in the ring."""
     if s < n - 1:
         fs[r, f_pend] += x
@@ -178,7 +182,7 @@ def _sma_push(fs, r, f_pend, ring, mask, s, x, n):  # type: ignore[no-untyped-de
 
 
 @njit(cache=True)
-def _var_push(fs, ist, r, f_sh, f_t1, f_t2, i_bsr, ring, mask, s, x, n):  # type: ignore[no-untyped-def]
+def _var_push(fs, ist, r, f_sh, f_t1, f_t2, i_bsr, ring, mask, s, x, n):
     """TA-Lib's cancellation-free rolling variance (shifted sums, periodic re-anchoring).
 
     Returns the population variance of the last ``n`` values, or -1.0 during warm-up.
@@ -232,7 +236,7 @@ def _var_push(fs, ist, r, f_sh, f_t1, f_t2, i_bsr, ring, mask, s, x, n):  # type
 
 
 @njit(cache=True)
-def _deque_push(fs, ist, r, i_head, i_tail, i_idx, f_val, t, x, n, keep_max):  # type: ignore[no-untyped-def]
+def _deque_push(fs, ist, r, i_head, i_tail, i_idx, f_val, t, x, n, keep_max):
     """Monotonic deque over the last ``n`` bars; returns the window max (or min)."""
     head = ist[r, i_head]
     tail = ist[r, i_tail]
@@ -263,7 +267,7 @@ def _valid_bar(o: float, h: float, lo: float, c: float, v: float) -> int:
 
 
 @njit(cache=True)
-def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, out, i):  # type: ignore[no-untyped-def]  # noqa: C901
+def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, out, i):
     """Advance symbol row ``r`` by one bar and write its 89 features into ``out[i]``."""
     nan = np.nan
     t = ist[r, I_CNT]
@@ -674,8 +678,22 @@ def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, out, i):  # type: ignore[no
     return t >= MAX_WARMUP
 
 
-@njit(cache=True)
-def update_slice(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):  # type: ignore[no-untyped-def]
+_F8 = types.float64[::1]
+_SLICE_SIG = types.UniTuple(types.int64, 2)(
+    types.float64[:, ::1], types.int64[:, ::1], types.int64[::1], types.int64,
+    _F8, _F8, _F8, _F8, _F8, types.boolean[::1], types.float32[:, ::1], types.boolean[::1],
+)  # fmt: skip
+_ROWS_SIG = types.UniTuple(types.int64, 2)(
+    types.float64[:, ::1], types.int64[:, ::1], types.int64[::1], types.int64[::1],
+    _F8, _F8, _F8, _F8, _F8, types.boolean[::1], types.float32[:, ::1], types.boolean[::1],
+)  # fmt: skip
+
+
+# Explicit signatures: the kernels load (or compile) once at import, and an argument of another
+# dtype is refused (the calculator converts it) instead of triggering a multi-second compile of a
+# new specialisation in the middle of a live session.
+@njit(_SLICE_SIG, cache=True)
+def update_slice(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):
     """One timestamp, k symbols. Validates the whole slice before touching any state.
 
     Returns ``(error kind, row)``; ``(OK, -1)`` when every row was applied.
@@ -705,8 +723,8 @@ def update_slice(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):  # type: i
     return OK, -1
 
 
-@njit(cache=True)
-def update_rows(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):  # type: ignore[no-untyped-def]
+@njit(_ROWS_SIG, cache=True)
+def update_rows(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):
     """A history: row ``i`` is symbol ``sid[i]``'s bar at ``ts[i]``, in time order per symbol.
 
     Runs exactly the same ``_step`` as ``update_slice``. Stops at the first bad row and returns

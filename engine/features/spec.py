@@ -119,16 +119,23 @@ def _trend() -> list[FeatureDef]:
     for n in SMA_SPANS:
         out.append(
             FeatureDef(
-                f"sma_{n}", "trend", f"mean(close[t-{n}+1..t])", n - 1, {"timeperiod": n},
+                f"sma_{n}",
+                "trend",
+                f"mean(close[t-{n}+1..t])",
+                n - 1,
+                {"timeperiod": n},
                 TalibRef("SMA", {"timeperiod": n}, 0, _C),
             )
         )
     for n in EMA_SPANS:
         out.append(
             FeatureDef(
-                f"ema_{n}", "trend",
+                f"ema_{n}",
+                "trend",
                 f"seed = sma_{n} at t={n - 1}; then ema += (close - ema) * 2/({n}+1)",
-                n - 1, {"timeperiod": n}, TalibRef("EMA", {"timeperiod": n}, 0, _C),
+                n - 1,
+                {"timeperiod": n},
+                TalibRef("EMA", {"timeperiod": n}, 0, _C),
             )
         )
     for n in SMA_SPANS:
@@ -144,27 +151,61 @@ def _trend() -> list[FeatureDef]:
         "t=25 (TA-Lib's seeding)"
     )
     out += [
-        FeatureDef("macd", "trend", macd_doc, _MACD_WARMUP, dict(_MACD_KW),
-                   TalibRef("MACD", dict(_MACD_KW), 0, _C)),
-        FeatureDef("macd_signal", "trend", "ema(macd, 9), seeded by the mean of its first 9",
-                   _MACD_WARMUP, dict(_MACD_KW), TalibRef("MACD", dict(_MACD_KW), 1, _C)),
-        FeatureDef("macd_hist", "trend", "macd - macd_signal", _MACD_WARMUP, dict(_MACD_KW),
-                   TalibRef("MACD", dict(_MACD_KW), 2, _C)),
-        FeatureDef("macd_hist_pct", "trend", "100 * macd_hist / close", _MACD_WARMUP,
-                   dict(_MACD_KW)),
+        FeatureDef(
+            "macd",
+            "trend",
+            macd_doc,
+            _MACD_WARMUP,
+            dict(_MACD_KW),
+            TalibRef("MACD", dict(_MACD_KW), 0, _C),
+        ),
+        FeatureDef(
+            "macd_signal",
+            "trend",
+            "ema(macd, 9), seeded by the mean of its first 9",
+            _MACD_WARMUP,
+            dict(_MACD_KW),
+            TalibRef("MACD", dict(_MACD_KW), 1, _C),
+        ),
+        FeatureDef(
+            "macd_hist",
+            "trend",
+            "macd - macd_signal",
+            _MACD_WARMUP,
+            dict(_MACD_KW),
+            TalibRef("MACD", dict(_MACD_KW), 2, _C),
+        ),
+        FeatureDef(
+            "macd_hist_pct", "trend", "100 * macd_hist / close", _MACD_WARMUP, dict(_MACD_KW)
+        ),
     ]
     p = DMI_PERIOD
-    dm_doc = (
-        f"Wilder: +DM/-DM and TR summed over bars 1..{p - 1}, then x -= x/{p}; x += today's"
-    )
+    dm_doc = f"Wilder: +DM/-DM and TR summed over bars 1..{p - 1}, then x -= x/{p}; x += today's"
     out += [
-        FeatureDef("adx_14", "trend",
-                   f"first = mean of DX over bars {p}..{2 * p - 1}; then Wilder-smoothed DX",
-                   2 * p - 1, {"timeperiod": p}, TalibRef("ADX", {"timeperiod": p}, 0, _HLC)),
-        FeatureDef("plus_di_14", "trend", f"100 * +DM14 / TR14 ({dm_doc})", p,
-                   {"timeperiod": p}, TalibRef("PLUS_DI", {"timeperiod": p}, 0, _HLC)),
-        FeatureDef("minus_di_14", "trend", f"100 * -DM14 / TR14 ({dm_doc})", p,
-                   {"timeperiod": p}, TalibRef("MINUS_DI", {"timeperiod": p}, 0, _HLC)),
+        FeatureDef(
+            "adx_14",
+            "trend",
+            f"first = mean of DX over bars {p}..{2 * p - 1}; then Wilder-smoothed DX",
+            2 * p - 1,
+            {"timeperiod": p},
+            TalibRef("ADX", {"timeperiod": p}, 0, _HLC),
+        ),
+        FeatureDef(
+            "plus_di_14",
+            "trend",
+            f"100 * +DM14 / TR14 ({dm_doc})",
+            p,
+            {"timeperiod": p},
+            TalibRef("PLUS_DI", {"timeperiod": p}, 0, _HLC),
+        ),
+        FeatureDef(
+            "minus_di_14",
+            "trend",
+            f"100 * -DM14 / TR14 ({dm_doc})",
+            p,
+            {"timeperiod": p},
+            TalibRef("MINUS_DI", {"timeperiod": p}, 0, _HLC),
+        ),
     ]
     return out
 
@@ -174,115 +215,223 @@ def _momentum() -> list[FeatureDef]:
     for n in RSI_PERIODS:
         out.append(
             FeatureDef(
-                f"rsi_{n}", "momentum",
+                f"rsi_{n}",
+                "momentum",
                 f"100 * avg_gain / (avg_gain + avg_loss), Wilder averages over {n}, seeded by "
-                "plain means of the first n changes; 0 when both averages are ~0 (TA-Lib)",
-                n, {"timeperiod": n}, TalibRef("RSI", {"timeperiod": n}, 0, _C),
+                "plain means of the first n changes; 0 when both averages are exactly 0 (TA-Lib)",
+                n,
+                {"timeperiod": n},
+                TalibRef("RSI", {"timeperiod": n}, 0, _C),
             )
         )
     for n in ROC_LAGS:
         out.append(
-            FeatureDef(f"roc_{n}", "momentum", f"100 * (close / close[t-{n}] - 1)", n,
-                       {"timeperiod": n}, TalibRef("ROC", {"timeperiod": n}, 0, _C))
+            FeatureDef(
+                f"roc_{n}",
+                "momentum",
+                f"100 * (close / close[t-{n}] - 1)",
+                n,
+                {"timeperiod": n},
+                TalibRef("ROC", {"timeperiod": n}, 0, _C),
+            )
         )
     for n in MOM_LAGS:
         out.append(
-            FeatureDef(f"mom_{n}", "momentum", f"close - close[t-{n}]", n, {"timeperiod": n},
-                       TalibRef("MOM", {"timeperiod": n}, 0, _C))
+            FeatureDef(
+                f"mom_{n}",
+                "momentum",
+                f"close - close[t-{n}]",
+                n,
+                {"timeperiod": n},
+                TalibRef("MOM", {"timeperiod": n}, 0, _C),
+            )
         )
     out += [
-        FeatureDef("stoch_k", "momentum",
-                   "sma3 of fast %K = 100 * (close - lowest14) / (highest14 - lowest14); "
-                   "fast %K = 0 on a flat window", _STOCH_WARMUP, dict(_STOCH_KW),
-                   TalibRef("STOCH", dict(_STOCH_KW), 0, _HLC)),
-        FeatureDef("stoch_d", "momentum", "sma3 of stoch_k", _STOCH_WARMUP, dict(_STOCH_KW),
-                   TalibRef("STOCH", dict(_STOCH_KW), 1, _HLC)),
-        FeatureDef("willr_14", "momentum",
-                   "-100 * (highest14 - close) / (highest14 - lowest14); 0 on a flat window",
-                   WILLR_PERIOD - 1, {"timeperiod": WILLR_PERIOD},
-                   TalibRef("WILLR", {"timeperiod": WILLR_PERIOD}, 0, _HLC)),
-        FeatureDef("cci_20", "momentum",
-                   "(tp - mean20(tp)) / (0.015 * meandev20(tp)), tp = (h+l+c)/3; 0 when either "
-                   "is 0", CCI_PERIOD - 1, {"timeperiod": CCI_PERIOD},
-                   TalibRef("CCI", {"timeperiod": CCI_PERIOD}, 0, _HLC)),
+        FeatureDef(
+            "stoch_k",
+            "momentum",
+            "sma3 of fast %K = 100 * (close - lowest14) / (highest14 - lowest14); "
+            "fast %K = 0 on a flat window (range <= 1e-14 * (|hh| + |ll|))",
+            _STOCH_WARMUP,
+            dict(_STOCH_KW),
+            TalibRef("STOCH", dict(_STOCH_KW), 0, _HLC),
+        ),
+        FeatureDef(
+            "stoch_d",
+            "momentum",
+            "sma3 of stoch_k",
+            _STOCH_WARMUP,
+            dict(_STOCH_KW),
+            TalibRef("STOCH", dict(_STOCH_KW), 1, _HLC),
+        ),
+        FeatureDef(
+            "willr_14",
+            "momentum",
+            "-100 * (highest14 - close) / (highest14 - lowest14), clamped to [-100, 0]; "
+            "0 on a flat window",
+            WILLR_PERIOD - 1,
+            {"timeperiod": WILLR_PERIOD},
+            TalibRef("WILLR", {"timeperiod": WILLR_PERIOD}, 0, _HLC),
+        ),
+        FeatureDef(
+            "cci_20",
+            "momentum",
+            "(tp - mean20(tp)) / (0.015 * meandev20(tp)), tp = (h+l+c)/3; 0 when either is within "
+            "1e-14 * |mean20(tp)|",
+            CCI_PERIOD - 1,
+            {"timeperiod": CCI_PERIOD},
+            TalibRef("CCI", {"timeperiod": CCI_PERIOD}, 0, _HLC),
+        ),
     ]
     return out
 
 
 def _volatility() -> list[FeatureDef]:
     out = [
-        FeatureDef("trange", "volatility",
-                   "max(high - low, |high - close[t-1]|, |low - close[t-1]|)", 1, {},
-                   TalibRef("TRANGE", {}, 0, _HLC)),
-        FeatureDef("atr_14", "volatility",
-                   "Wilder average of trange over 14, seeded by the mean of trange[1..14]",
-                   ATR_PERIOD, {"timeperiod": ATR_PERIOD},
-                   TalibRef("ATR", {"timeperiod": ATR_PERIOD}, 0, _HLC)),
-        FeatureDef("natr_14", "volatility", "100 * atr_14 / close", ATR_PERIOD,
-                   {"timeperiod": ATR_PERIOD},
-                   TalibRef("NATR", {"timeperiod": ATR_PERIOD}, 0, _HLC)),
+        FeatureDef(
+            "trange",
+            "volatility",
+            "max(high - low, |high - close[t-1]|, |low - close[t-1]|)",
+            1,
+            {},
+            TalibRef("TRANGE", {}, 0, _HLC),
+        ),
+        FeatureDef(
+            "atr_14",
+            "volatility",
+            "Wilder average of trange over 14, seeded by the mean of trange[1..14]",
+            ATR_PERIOD,
+            {"timeperiod": ATR_PERIOD},
+            TalibRef("ATR", {"timeperiod": ATR_PERIOD}, 0, _HLC),
+        ),
+        FeatureDef(
+            "natr_14",
+            "volatility",
+            "100 * atr_14 / close",
+            ATR_PERIOD,
+            {"timeperiod": ATR_PERIOD},
+            TalibRef("NATR", {"timeperiod": ATR_PERIOD}, 0, _HLC),
+        ),
     ]
-    bb_doc = "population std of close over 20 as sqrt(mean(x^2) - mean^2), 0 when < 1e-8"
+    bb_doc = (
+        "population std of close over 20 (TA-Lib's cancellation-free shifted-sum variance, "
+        "re-anchored every 640 bars; exactly 0 on a flat window)"
+    )
     for i, name in enumerate(("bb_upper", "bb_middle", "bb_lower")):
         formula = ("sma_20 + 2 * std20", "sma_20", "sma_20 - 2 * std20")[i]
         out.append(
-            FeatureDef(name, "volatility", f"{formula}; std20 = {bb_doc}", BB_PERIOD - 1,
-                       dict(_BB_KW), TalibRef("BBANDS", dict(_BB_KW), i, _C))
+            FeatureDef(
+                name,
+                "volatility",
+                f"{formula}; std20 = {bb_doc}",
+                BB_PERIOD - 1,
+                dict(_BB_KW),
+                TalibRef("BBANDS", dict(_BB_KW), i, _C),
+            )
         )
     out += [
-        FeatureDef("bb_pctb", "volatility",
-                   "(close - bb_lower) / (bb_upper - bb_lower); 0 when the bands coincide",
-                   BB_PERIOD - 1, dict(_BB_KW)),
-        FeatureDef("bb_width", "volatility", "(bb_upper - bb_lower) / bb_middle",
-                   BB_PERIOD - 1, dict(_BB_KW)),
+        FeatureDef(
+            "bb_pctb",
+            "volatility",
+            "(close - bb_lower) / (bb_upper - bb_lower); 0 when the bands coincide",
+            BB_PERIOD - 1,
+            dict(_BB_KW),
+        ),
+        FeatureDef(
+            "bb_width",
+            "volatility",
+            "(bb_upper - bb_lower) / bb_middle",
+            BB_PERIOD - 1,
+            dict(_BB_KW),
+        ),
     ]
     for w in LOGRET_STD_WINDOWS:
         out.append(
             FeatureDef(
-                f"logret_std_{w}", "volatility",
-                f"population std of logret_pct over {w} (TA-Lib STDDEV arithmetic: "
-                "sqrt(mean(x^2) - mean^2), 0 when < 1e-8)",
-                w, {"timeperiod": w, "nbdev": 1.0},
+                f"logret_std_{w}",
+                "volatility",
+                f"population std of logret_pct over {w} (TA-Lib STDDEV: shifted-sum variance, "
+                "exactly 0 on a flat window)",
+                w,
+                {"timeperiod": w, "nbdev": 1.0},
                 TalibRef("STDDEV", {"timeperiod": w, "nbdev": 1.0}, 0, ("logret_pct",)),
             )
         )
     w = RANGE_VOL_WINDOW
     out += [
-        FeatureDef("parkinson_20", "volatility",
-                   f"sqrt(mean{w}((100 ln(h/l))^2) / (4 ln 2)), percent per bar", w - 1,
-                   {"window": w}),
-        FeatureDef("garman_klass_20", "volatility",
-                   f"sqrt(max(0, mean{w}(0.5 (100 ln(h/l))^2 - (2 ln 2 - 1) (100 ln(c/o))^2)))",
-                   w - 1, {"window": w}),
+        FeatureDef(
+            "parkinson_20",
+            "volatility",
+            f"sqrt(mean{w}((100 ln(h/l))^2) / (4 ln 2)), percent per bar",
+            w - 1,
+            {"window": w},
+        ),
+        FeatureDef(
+            "garman_klass_20",
+            "volatility",
+            f"sqrt(max(0, mean{w}(0.5 (100 ln(h/l))^2 - (2 ln 2 - 1) (100 ln(c/o))^2)))",
+            w - 1,
+            {"window": w},
+        ),
     ]
     return out
 
 
 def _volume() -> list[FeatureDef]:
     out = [
-        FeatureDef("obv", "volume",
-                   "obv[0] = volume[0]; +volume on an up close, -volume on a down close", 0, {},
-                   TalibRef("OBV", {}, 0, ("close", "volume"))),
-        FeatureDef("ad", "volume",
-                   "cumulative ((c - l) - (h - c)) / (h - l) * volume; bars with h == l add 0",
-                   0, {}, TalibRef("AD", {}, 0, _HLCV)),
-        FeatureDef("mfi_14", "volume",
-                   "100 * pos_flow14 / (pos_flow14 + neg_flow14), flow = tp * volume signed by "
-                   "the change of tp; 0 when the total flow is < 1 (zero volume)", MFI_PERIOD,
-                   {"timeperiod": MFI_PERIOD},
-                   TalibRef("MFI", {"timeperiod": MFI_PERIOD}, 0, _HLCV)),
-        FeatureDef("volume_z_20", "volume",
-                   "(volume - mean20(volume)) / std20(volume); 0 when std20 is ~0",
-                   VOLUME_Z_WINDOW - 1, {"window": VOLUME_Z_WINDOW}),
-        FeatureDef("vwap_session", "volume",
-                   "sum(tp * volume) / sum(volume) since the session open, tp = (h+l+c)/3; the "
-                   "plain mean of tp when the session's volume is 0 (index data)", 0, {}),
+        FeatureDef(
+            "obv",
+            "volume",
+            "obv[0] = volume[0]; +volume on an up close, -volume on a down close",
+            0,
+            {},
+            TalibRef("OBV", {}, 0, ("close", "volume")),
+        ),
+        FeatureDef(
+            "ad",
+            "volume",
+            "cumulative ((c - l) - (h - c)) / (h - l) * volume; bars with h == l add 0",
+            0,
+            {},
+            TalibRef("AD", {}, 0, _HLCV),
+        ),
+        FeatureDef(
+            "mfi_14",
+            "volume",
+            "100 * pos_flow14 / (pos_flow14 + neg_flow14), flow = tp * volume signed by "
+            "the change of tp (|change| <= 1e-14 * (|tp| + |prev tp|) is no change); 0 when the "
+            "window carries no flow (zero volume)",
+            MFI_PERIOD,
+            {"timeperiod": MFI_PERIOD},
+            TalibRef("MFI", {"timeperiod": MFI_PERIOD}, 0, _HLCV),
+        ),
+        FeatureDef(
+            "volume_z_20",
+            "volume",
+            "(volume - mean20(volume)) / std20(volume), std20 as bb_upper's variance; 0 when "
+            "std20 is 0 (flat or zero volume)",
+            VOLUME_Z_WINDOW - 1,
+            {"window": VOLUME_Z_WINDOW},
+        ),
+        FeatureDef(
+            "vwap_session",
+            "volume",
+            "sum(tp * volume) / sum(volume) since the session open, tp = (h+l+c)/3; the "
+            "plain mean of tp when the session's volume is 0 (index data)",
+            0,
+            {},
+        ),
         FeatureDef("dist_vwap", "volume", "close / vwap_session - 1", 0, {}),
     ]
     for w in VOLUME_RATIO_WINDOWS:
         out.append(
-            FeatureDef(f"vol_ratio_{w}", "volume",
-                       f"volume / mean{w}(volume); 0 when the mean is 0", w - 1, {"window": w})
+            FeatureDef(
+                f"vol_ratio_{w}",
+                "volume",
+                f"volume / mean{w}(volume); 0 when the mean is 0",
+                w - 1,
+                {"window": w},
+            )
         )
     return out
 
@@ -290,10 +439,18 @@ def _volume() -> list[FeatureDef]:
 def _candle() -> list[FeatureDef]:
     return [
         FeatureDef("body_ratio", "candle", "(close - open) / (high - low); 0 when high == low", 0),
-        FeatureDef("upper_wick_ratio", "candle",
-                   "(high - max(open, close)) / (high - low); 0 when high == low", 0),
-        FeatureDef("lower_wick_ratio", "candle",
-                   "(min(open, close) - low) / (high - low); 0 when high == low", 0),
+        FeatureDef(
+            "upper_wick_ratio",
+            "candle",
+            "(high - max(open, close)) / (high - low); 0 when high == low",
+            0,
+        ),
+        FeatureDef(
+            "lower_wick_ratio",
+            "candle",
+            "(min(open, close) - low) / (high - low); 0 when high == low",
+            0,
+        ),
         FeatureDef("range_pct", "candle", "100 * (high - low) / close", 0),
         FeatureDef("gap_pct", "candle", "100 * (open / close[t-1] - 1)", 1),
     ]
@@ -309,17 +466,24 @@ def _returns() -> list[FeatureDef]:
 def _session() -> list[FeatureDef]:
     m = SESSION_MINUTES
     return [
-        FeatureDef("mos_sin", "session", f"sin(2 pi * minute_of_session / {m})", 0,
-                   {"session_minutes": m}),
-        FeatureDef("mos_cos", "session", f"cos(2 pi * minute_of_session / {m})", 0,
-                   {"session_minutes": m}),
+        FeatureDef(
+            "mos_sin", "session", f"sin(2 pi * minute_of_session / {m})", 0, {"session_minutes": m}
+        ),
+        FeatureDef(
+            "mos_cos", "session", f"cos(2 pi * minute_of_session / {m})", 0, {"session_minutes": m}
+        ),
         FeatureDef("day_of_week", "session", "IST weekday of the bar, Monday = 0", 0),
-        FeatureDef("bars_since_open", "session",
-                   "bars of this symbol since the session's first bar (0 on it)", 0),
+        FeatureDef(
+            "bars_since_open",
+            "session",
+            "bars of this symbol since the session's first bar (0 on it)",
+            0,
+        ),
         FeatureDef("dist_session_high", "session", "close / max(high since open) - 1", 0),
         FeatureDef("dist_session_low", "session", "close / min(low since open) - 1", 0),
-        FeatureDef("session_return", "session",
-                   "100 * ln(close / open of the session's first bar)", 0),
+        FeatureDef(
+            "session_return", "session", "100 * ln(close / open of the session's first bar)", 0
+        ),
     ]
 
 

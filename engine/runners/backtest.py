@@ -15,9 +15,9 @@ from config.settings import EngineSettings
 from engine.bus import HandlerError
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
-from engine.events import Fill, Order, OrderUpdate, RiskEvent, Side, ts_to_ist
+from engine.events import Fill, Side, ts_to_ist
 from engine.metrics import compute_metrics
-from engine.pipeline import Pipeline, build_pipeline
+from engine.pipeline import Pipeline, build_pipeline, run_config
 from engine.store.recorder import RunRecorder
 from strategies.base import Strategy
 
@@ -109,17 +109,8 @@ async def run_backtest(
     bus = pipe.bus
     feed = ReplayFeed(bars, pipe.universe)
     if recorder is not None:
-        bus.subscribe(Order, recorder.on_order)
-        bus.subscribe(OrderUpdate, recorder.on_order_update)
-        bus.subscribe(Fill, recorder.on_fill)
-        bus.subscribe(RiskEvent, recorder.on_risk)
-        recorder.start(
-            strategy.name,
-            {"settings": settings.model_dump(mode="json"), **strategy.config()},
-            bars.fingerprint,
-        )
-    orders = [0]
-    bus.subscribe(Order, lambda _o: orders.__setitem__(0, orders[0] + 1))
+        recorder.attach(bus)
+        recorder.start(strategy.name, run_config(settings, strategy), bars.fingerprint)
     started = time.perf_counter()
     bar_count = 0
     bar = None
@@ -163,10 +154,7 @@ async def run_backtest(
         if recorder is not None:
             recorder.finish(
                 status=status,
-                trades=pf.trades,
-                curve_ts=curve_ts,
-                curve_equity=curve_eq,
-                curve_gross=curve_gross,
+                portfolio=pf,
                 metrics=metrics,
                 quality=bars.quality.as_dict(),
                 bars_processed=bar_count,
@@ -178,7 +166,7 @@ async def run_backtest(
         trade_dicts(pipe),
         bar_count,
         feed.matrix.n_symbol_bars,
-        orders[0],
+        pipe.execution.orders,
         pipe.execution.denied,
         bars.quality.as_dict(),
         elapsed,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 
 from engine.store.schema import Base
 
@@ -35,5 +37,14 @@ def open_database(url: str | None) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-    Base.metadata.create_all(engine)
+    for attempt in range(5):
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except OperationalError:
+            # another process (the daemon, a `trader runs` reader) created a table between our
+            # existence check and our CREATE; look again
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     return engine

@@ -13,12 +13,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, delete, insert, update
 
+from engine.bus import EventBus
 from engine.events import Fill, Order, OrderUpdate, RiskEvent
-from engine.metrics import drawdown_series
-from engine.portfolio import Trade
-from engine.store.schema import Base, FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
+from engine.portfolio import Portfolio
+from engine.store.schema import (
+    Base,
+    FillRow,
+    OrderRow,
+    PositionRow,
+    RiskEventRow,
+    RunRow,
+    TradeRow,
+)
 from engine.version import code_version
 
 EQUITY_TABLE = Base.metadata.tables["equity"]  # Core insert: 10x the ORM bulk path
@@ -33,15 +41,19 @@ def _now() -> str:
 
 
 class RunRecorder:
-    def __init__(self, engine: Engine, mode: str) -> None:
+    def __init__(self, engine: Engine, mode: str, run_id: str | None = None) -> None:
         self.engine = engine
         self.mode = mode
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self._orders: dict[str, dict[str, Any]] = {}
         self._new_orders: list[str] = []
         self._status: dict[str, tuple[str, str]] = {}
         self._fills: list[dict[str, Any]] = []
         self._risk: list[dict[str, Any]] = []
+        self._known: set[str] = set()
+        self._trades_written = 0
+        self._equity_written = 0
+        self._peak = -np.inf
 
     def start(
         self,
@@ -68,8 +80,24 @@ class RunRecorder:
                 )
             )
 
+    def resume_counts(self, trades: int, equity_points: int, peak: float) -> None:
+        """A resumed run: what is already written must not be written again."""
+        self._trades_written, self._equity_written, self._peak = trades, equity_points, peak
+
+    def known_order(self, order_id: str) -> None:
+        """An order already stored: later status changes are updates, not inserts."""
+        self._known.add(order_id)
+
+    def attach(self, bus: EventBus) -> None:
+        bus.subscribe(Order, self.on_order)
+        bus.subscribe(OrderUpdate, self.on_order_update)
+        bus.subscribe(Fill, self.on_fill)
+        bus.subscribe(RiskEvent, self.on_risk)
+
     # ---- bus handlers --------------------------------------------------------------------------
     def on_order(self, o: Order) -> None:
+        if o.order_id in self._known:
+            return  # a restored order re-announced: it is stored already
         self._orders[o.order_id] = dict(
             run_id=self.run_id,
             mode=self.mode,
@@ -152,77 +180,97 @@ class RunRecorder:
             conn.execute(insert(RiskEventRow), self._risk)
             self._risk = []
 
+    def _write_progress(self, conn: Any, portfolio: Portfolio) -> None:
+        """Closed trades and equity points not yet written (so a paper run writes each once)."""
+        trades = portfolio.trades[self._trades_written :]
+        if trades:
+            conn.execute(
+                insert(TradeRow),
+                [
+                    dict(
+                        run_id=self.run_id, mode=self.mode, symbol=t.symbol, side=t.side,
+                        qty=t.qty, entry_ts=t.entry_ts_ns, entry_price=t.entry_price,
+                        exit_ts=t.exit_ts_ns, exit_price=t.exit_price, pnl=t.pnl,
+                        costs=t.costs, exit_reason=t.exit_reason,
+                    )
+                    for t in trades
+                ],
+            )  # fmt: skip
+            self._trades_written += len(trades)
+        start = self._equity_written
+        equity = portfolio.curve_equity[start:]
+        if not equity:
+            return
+        curve = np.asarray(equity)
+        peak = np.maximum.accumulate(np.concatenate([[self._peak], curve]))[1:]
+        self._peak = float(peak[-1])
+        conn.execute(
+            EQUITY_TABLE.insert(),
+            [
+                dict(run_id=self.run_id, mode=self.mode, ts=ts, equity=eq, gross=gr, drawdown=dd)
+                for ts, eq, gr, dd in zip(
+                    portfolio.curve_ts[start:], equity, portfolio.curve_gross[start:],
+                    (1.0 - curve / peak).tolist(), strict=True,
+                )
+            ],
+        )  # fmt: skip
+        self._equity_written += len(equity)
+
+    def commit_bar(self, portfolio: Portfolio, bars_processed: int, state: Any) -> None:
+        """One transaction per bar for paper/live: everything the bar caused, the equity point,
+        positions and the account — the state a restart resumes from."""
+        with self.engine.begin() as conn:
+            self.flush(conn)
+            self._write_progress(conn, portfolio)
+            conn.execute(delete(PositionRow).where(PositionRow.run_id == self.run_id))
+            holdings = portfolio.holdings()
+            if holdings:
+                conn.execute(
+                    insert(PositionRow),
+                    [
+                        dict(
+                            run_id=self.run_id, symbol=symbol, mode=self.mode, qty=qty,
+                            avg_price=portfolio.avg_price(symbol),
+                            last_price=portfolio.last_price(symbol), ts=portfolio.ts_ns,
+                        )
+                        for symbol, qty in sorted(holdings.items())
+                    ],
+                )  # fmt: skip
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.run_id == self.run_id)
+                .values(
+                    bars_processed=bars_processed,
+                    last_bar_ts=portfolio.ts_ns,
+                    cash=portfolio.cash,
+                    risk_state=str(state.state),
+                    risk_reason=state.reason,
+                )
+            )
+
     def finish(
         self,
         *,
         status: str,
-        trades: list[Trade],
-        curve_ts: np.ndarray,
-        curve_equity: np.ndarray,
-        curve_gross: np.ndarray,
+        portfolio: Portfolio,
         metrics: dict[str, float],
         quality: dict[str, Any],
         bars_processed: int,
         error: str | None = None,
     ) -> None:
-        drawdown = drawdown_series(curve_equity) if curve_equity.size else curve_equity
         with self.engine.begin() as conn:
             self.flush(conn)
-            if trades:
-                conn.execute(
-                    insert(TradeRow),
-                    [
-                        dict(
-                            run_id=self.run_id,
-                            mode=self.mode,
-                            symbol=t.symbol,
-                            side=t.side,
-                            qty=t.qty,
-                            entry_ts=t.entry_ts_ns,
-                            entry_price=t.entry_price,
-                            exit_ts=t.exit_ts_ns,
-                            exit_price=t.exit_price,
-                            pnl=t.pnl,
-                            costs=t.costs,
-                            exit_reason=t.exit_reason,
-                        )
-                        for t in trades
-                    ],
-                )
-            if curve_ts.size:
-                conn.execute(
-                    EQUITY_TABLE.insert(),
-                    [
-                        dict(
-                            run_id=self.run_id,
-                            mode=self.mode,
-                            ts=ts,
-                            equity=eq,
-                            gross=gr,
-                            drawdown=dd,
-                        )
-                        for ts, eq, gr, dd in zip(
-                            curve_ts.tolist(),
-                            curve_equity.tolist(),
-                            curve_gross.tolist(),
-                            drawdown.tolist(),
-                            strict=True,
-                        )
-                    ],
-                )
+            self._write_progress(conn, portfolio)
             conn.execute(
                 update(RunRow)
                 .where(RunRow.run_id == self.run_id)
                 .values(
-                    status=status,
-                    finished_at=_now(),
-                    bars_processed=bars_processed,
-                    last_bar_ts=int(curve_ts[-1]) if curve_ts.size else None,
-                    metrics_json=json.dumps(metrics, default=_json_float),
-                    quality_json=json.dumps(quality),
-                    error=error,
+                    status=status, finished_at=_now(), bars_processed=bars_processed,
+                    last_bar_ts=portfolio.curve_ts[-1] if portfolio.curve_ts else None,
+                    cash=portfolio.cash, metrics_json=json.dumps(metrics, default=_json_float),
+                    quality_json=json.dumps(quality), error=error,
                 )
-            )
+            )  # fmt: skip
 
 
 def _json_float(value: Any) -> Any:

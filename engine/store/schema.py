@@ -29,6 +29,10 @@ class RunRow(Base):
     metrics_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     quality_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # live state of a paper/live run, committed with every bar (crash recovery reads these)
+    cash: Mapped[float | None] = mapped_column(Float, nullable=True)
+    risk_state: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    risk_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 def _run_fk() -> Mapped[str]:
@@ -97,6 +101,21 @@ class EquityRow(Base):
     equity: Mapped[float] = mapped_column(Float)
     gross: Mapped[float] = mapped_column(Float)
     drawdown: Mapped[float] = mapped_column(Float)
+
+
+class PositionRow(Base):
+    """Current position per symbol of a run (upserted with each bar of a paper/live run)."""
+
+    __tablename__ = "positions"
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    qty: Mapped[int] = mapped_column(Integer)
+    avg_price: Mapped[float] = mapped_column(Float)
+    last_price: Mapped[float] = mapped_column(Float)
+    ts: Mapped[int] = mapped_column(BigInteger)
 
 
 class RiskEventRow(Base):

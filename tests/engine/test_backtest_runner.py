@@ -167,8 +167,11 @@ async def test_denials_and_state_changes_are_stored(tmp_path):
     from engine.store.schema import OrderRow, RiskEventRow
 
     bars = make_bars({"X": list(np.linspace(1000, 800, 200))})
-    s = settings(interval="1minute", capital=100_000, risk={
-        "max_drawdown_pct": 3.0, "reduce_drawdown_pct": 2.0, "max_gross_exposure": 10.0})
+    s = settings(
+        interval="1minute",
+        capital=100_000,
+        risk={"max_drawdown_pct": 3.0, "reduce_drawdown_pct": 2.0, "max_gross_exposure": 10.0},
+    )
     recorder = RunRecorder(open_database(str(tmp_path / "r.db")), "backtest")
     r = await run_backtest(bars, Scripted(qty=100), s, recorder)
     with recorder.engine.connect() as conn:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hypothesis import strategies as st
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 NSE_DIR = SHARED / "data" / "nse"
@@ -53,6 +54,7 @@ def session_stamps(n: int, start: str = "2022-01-03", per_day: int = 75) -> pd.S
 def edge_case_bars(n: int = 4000, seed: int = 7, symbol: str = "EDGE") -> pd.DataFrame:
     """A random walk interrupted by flat stretches (circuit-locked), zero-volume runs,
     constant-volume runs, a 5x jump and a crash, and a stretch of sub-rupee prices."""
+    wanted, n = n, max(n, 4000)
     rng = np.random.default_rng(seed)
     steps = rng.normal(0.0, 0.002, n)
     steps[800:900] = 0.0  # locked: identical bars
@@ -70,7 +72,7 @@ def edge_case_bars(n: int = 4000, seed: int = 7, symbol: str = "EDGE") -> pd.Dat
     volume = rng.integers(0, 50_000, n).astype(np.float64)
     volume[1000:1100] = 0.0
     volume[1200:1260] = 12_345.0
-    return pd.DataFrame(
+    bars = pd.DataFrame(
         {
             "ts": session_stamps(n),
             "symbol": symbol,
@@ -81,6 +83,7 @@ def edge_case_bars(n: int = 4000, seed: int = 7, symbol: str = "EDGE") -> pd.Dat
             "volume": volume,
         }
     )
+    return bars.iloc[:wanted].copy()
 
 
 def derived_input(name: str, bars: pd.DataFrame) -> tuple[np.ndarray, int]:
@@ -89,3 +92,42 @@ def derived_input(name: str, bars: pd.DataFrame) -> tuple[np.ndarray, int]:
         close = bars["close"].to_numpy(dtype=np.float64)
         return 100.0 * np.log(close[1:] / close[:-1]), 1
     raise KeyError(f"no test implementation of derived input {name!r}")
+
+
+@st.composite
+def random_bar_paths(draw: st.DrawFn, n_bars: int) -> dict[str, np.ndarray]:
+    """One symbol's random OHLCV path (arrays 'o','h','l','c','v' and a 'present' mask):
+    any price level, flat stretches, jumps, zero/huge volume, gaps, a late join."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    level = draw(st.sampled_from([0.05, 1.0, 137.5, 35_000.0, 2e6]))
+    vol = draw(st.sampled_from([0.0, 1e-5, 0.003, 0.2]))
+    steps = rng.normal(0.0, vol, n_bars)
+    if draw(st.booleans()):  # a huge jump (and maybe back)
+        at = draw(st.integers(0, n_bars - 1))
+        steps[at] += np.log(draw(st.sampled_from([1e-3, 0.05, 20.0, 1e3])))
+    close = level * np.exp(np.cumsum(steps))
+    raw = draw(st.lists(st.floats(1e-3, 1e7, allow_nan=False), min_size=0, max_size=25))
+    if raw:  # explicit prices hypothesis can shrink
+        at = draw(st.integers(0, n_bars - len(raw)))
+        close[at : at + len(raw)] = raw
+    if draw(st.booleans()):  # a flat stretch of identical bars
+        a = draw(st.integers(0, n_bars - 1))
+        b = draw(st.integers(a, n_bars))
+        close[a:b] = close[a]
+    open_ = np.r_[close[0], close[:-1]]
+    wick = np.abs(rng.normal(0.0, vol / 2, n_bars))
+    if draw(st.booleans()):
+        wick[:] = 0.0  # high == low == open == close when also flat
+    high = np.maximum(open_, close) * (1 + wick)
+    low = np.minimum(open_, close) / (1 + wick)
+    volume_kind = draw(st.sampled_from(["zero", "ints", "huge", "mixed"]))
+    volume = {
+        "zero": np.zeros(n_bars),
+        "ints": rng.integers(0, 10_000, n_bars).astype(float),
+        "huge": rng.uniform(0, 1e12, n_bars),
+        "mixed": np.where(rng.random(n_bars) < 0.5, 0.0, rng.uniform(0, 1e6, n_bars)),
+    }[volume_kind]
+    present = rng.random(n_bars) < draw(st.sampled_from([1.0, 0.9, 0.5]))
+    present[: draw(st.integers(0, n_bars // 3))] = False  # joins late
+    return {"o": open_, "h": high, "l": low, "c": close, "v": volume, "present": present}

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-from features_testdata import derived_input, edge_case_bars, nse_5min
+from features_testdata import (
+    derived_input,
+    edge_case_bars,
+    nse_5min,
+    random_bar_paths,
+    session_stamps,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.features.calculator import compute_history
 from engine.features.spec import FEATURES, FeatureDef
@@ -71,3 +79,32 @@ def test_feature_matches_talib(cases, case: str, feature: FeatureDef) -> None:  
             f"{feature.name} on {case}: {int(bad.sum())} bars beyond 1e-6 relative; first at bar "
             f"{i + w}: ours {ours[i]!r} vs TA-Lib {ref[i]!r}"
         )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(260, 600).flatmap(random_bar_paths))
+def test_talib_parity_on_random_paths(path) -> None:  # type: ignore[no-untyped-def]
+    """Unseen data: random levels, flat windows, jumps and zero volume still match TA-Lib."""
+    keep = path["present"]
+    if keep.sum() < 200:
+        keep[:] = True
+    n = int(keep.sum())
+    bars = pd.DataFrame(
+        {
+            "ts": session_stamps(n),
+            "symbol": "RND",
+            "open": path["o"][keep],
+            "high": path["h"][keep],
+            "low": path["l"][keep],
+            "close": path["c"][keep],
+            "volume": path["v"][keep],
+        }
+    )
+    features = compute_history(bars)
+    for feature in TALIB_FEATURES:
+        ref = talib_reference(feature, bars)[feature.warmup :]
+        ours = features[feature.name].to_numpy(dtype=np.float64)[feature.warmup :]
+        with np.errstate(over="ignore"):
+            expected = ref.astype(np.float32).astype(np.float64)
+        same = (ours == expected) | (np.abs(ours - ref) <= RTOL * np.abs(ref))
+        assert same.all(), f"{feature.name}: first mismatch at {int(np.argmin(same))}"

@@ -1,0 +1,203 @@
+"""Paper trading: the shared pipeline on a live-paced feed with a simulated broker, committing
+every bar so that a killed daemon resumes exactly where it stopped.
+
+The middle of the pipeline is the backtest's, object for object (``build_pipeline``); only the
+pacing and the per-bar transaction differ. Run against a replay at ``--speed max`` it produces
+the orders and fills of ``trader backtest`` on the same data — a test holds it to that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from config.settings import EngineSettings
+from engine.data.loader import LoadedBars
+from engine.data.replay import ReplayFeed
+from engine.events import BarSlice
+from engine.metrics import compute_metrics
+from engine.pipeline import Pipeline, build_pipeline, run_config
+from engine.runners.backtest import finalize_positions
+from engine.runners.restore import check_resumable, restore
+from engine.sessions import local_day
+from engine.store.recorder import RunRecorder
+from strategies.base import Strategy
+
+log = structlog.get_logger()
+
+
+@dataclass
+class PaperStatus:
+    """What the daemon's HTTP API reports (read by the dashboard and /metrics)."""
+
+    run_id: str = ""
+    mode: str = "paper"
+    bars_processed: int = 0
+    last_bar_ts: int = 0
+    feed_lag_s: float = 0.0
+    decision_latency_s: list[float] = field(default_factory=list)
+    finished: bool = False
+
+
+async def paced(
+    feed: ReplayFeed, next_seq: Callable[[], int], speed: float | None,
+    stop: asyncio.Event,
+) -> AsyncIterator[BarSlice]:  # fmt: skip
+    """Release each slice when it would be known live (bar end), ``speed`` times faster than
+    real time; ``None`` means as fast as possible (still yielding to the loop every bar)."""
+    first_known: int | None = None
+    wall0 = time.monotonic()
+    for bars in feed.slices(next_seq):
+        if stop.is_set():
+            return
+        if speed is not None:
+            known = bars.ts_ns + bars.interval_ns
+            first_known = known if first_known is None else first_known
+            delay = wall0 + (known - first_known) / 1e9 / speed - time.monotonic()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return
+                except TimeoutError:
+                    pass
+        else:
+            await asyncio.sleep(0)
+        yield bars
+
+
+class PaperSession:
+    def __init__(
+        self,
+        bars: LoadedBars,
+        strategy: Strategy,
+        settings: EngineSettings,
+        db: Engine,
+        *,
+        speed: float | None = None,
+        resume: str | None = None,
+    ) -> None:
+        self.bars = bars
+        self.settings = settings
+        self.speed = speed
+        self.resume_id = resume
+        self.pipe: Pipeline = build_pipeline(settings, strategy)
+        self.recorder = RunRecorder(db, settings.mode, run_id=resume)
+        self.status = PaperStatus(run_id=self.recorder.run_id, mode=settings.mode)
+        self.stop = asyncio.Event()
+
+    async def run(self) -> PaperStatus:
+        pipe, recorder, status = self.pipe, self.recorder, self.status
+        config = run_config(self.settings, pipe.host.strategy)
+        resume_after = 0
+        if self.resume_id:
+            run = check_resumable(
+                recorder.engine, self.resume_id, self.settings.mode, config,
+                self.bars.fingerprint,
+            )  # fmt: skip
+            resume_after = await restore(pipe, recorder, run)
+            status.bars_processed = int(run.bars_processed)
+            log.info(
+                "paper.resume",
+                run_id=run.run_id,
+                after_bar=resume_after,
+                holdings=pipe.portfolio.holdings(),
+                state=str(pipe.state.state),
+            )
+        else:
+            recorder.start(pipe.host.strategy.name, config, self.bars.fingerprint)
+            log.info("paper.start", run_id=recorder.run_id, speed=self.speed or "max")
+        recorder.attach(pipe.bus)
+        feed = ReplayFeed(self.bars, pipe.universe)
+        pipe.host.start()
+        last: BarSlice | None = None
+        day = -1
+        try:
+            async for bars in paced(feed, pipe.bus.next_seq, self.speed, self.stop):
+                if bars.ts_ns <= resume_after:
+                    await pipe.warm(bars)  # rebuild indicator state; no orders
+                    continue
+                if local_day(bars.ts_ns) != day:
+                    if day != -1:
+                        self._end_of_day()
+                    day = local_day(bars.ts_ns)
+                started = time.perf_counter()
+                await pipe.bus.publish(bars)
+                status.decision_latency_s.append(time.perf_counter() - started)
+                del status.decision_latency_s[:-1000]
+                status.bars_processed += 1
+                status.last_bar_ts = bars.ts_ns
+                status.feed_lag_s = max(0.0, time.time() - (bars.ts_ns + bars.interval_ns) / 1e9)
+                recorder.commit_bar(pipe.portfolio, status.bars_processed, pipe.state)
+                last = bars
+            finished = not self.stop.is_set()
+            if finished and last is not None:
+                await finalize_positions(pipe, last.ts_ns)
+            self._finish("finished" if finished else "stopped")
+            status.finished = finished
+        except BaseException as exc:
+            # a crash mid-bar leaves that bar uncommitted: a resume replays it
+            log.error("paper.failed", error=str(exc))
+            self._finish("failed", error=str(exc), raise_errors=False)
+            raise
+        return status
+
+    def _end_of_day(self) -> None:
+        pf = self.pipe.portfolio
+        log.info(
+            "paper.end_of_day",
+            equity=round(pf.equity, 2),
+            realized=round(pf.realized, 2),
+            trades=len(pf.trades),
+            holdings=pf.holdings(),
+            state=str(self.pipe.state.state),
+        )
+
+    def _finish(self, status: str, error: str | None = None, raise_errors: bool = True) -> None:
+        import numpy as np
+
+        pf = self.pipe.portfolio
+        metrics = compute_metrics(
+            np.asarray(pf.curve_ts, dtype=np.int64), np.asarray(pf.curve_equity),
+            np.asarray(pf.curve_gross), pf.trades, pf.initial_capital,
+            self.bars.interval_minutes, pf.turnover, pf.total_costs,
+        )  # fmt: skip
+        try:
+            self.recorder.finish(
+                status=status, portfolio=pf, metrics=metrics,
+                quality=self.bars.quality.as_dict(), bars_processed=self.status.bars_processed,
+                error=error,
+            )  # fmt: skip
+        except Exception:
+            if raise_errors:
+                raise
+        log.info(
+            "paper.stop", run_id=self.recorder.run_id, status=status, equity=round(pf.equity, 2)
+        )
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+
+def parse_speed(text: str) -> float | None:
+    """'max' → None; '1x', '60x', '60' → 1.0, 60.0."""
+    value = text.strip().lower()
+    if value == "max":
+        return None
+    try:
+        speed = float(value.removesuffix("x"))
+    except ValueError:
+        raise ValueError(f"--speed {text!r}: use max or a factor like 1x or 60x") from None
+    if speed <= 0:
+        raise ValueError(f"--speed {text!r} must be positive")
+    return speed
+
+
+def describe(session: PaperSession) -> dict[str, Any]:
+    pf = session.pipe.portfolio
+    return {"run_id": session.status.run_id, "equity": pf.equity, "holdings": pf.holdings()}
