@@ -183,6 +183,32 @@ class PaperSession:
     def request_stop(self) -> None:
         self.stop.set()
 
+    # ---- operator controls (the HTTP API calls these on the session's event loop) ------------
+    def _now_ns(self) -> int:
+        """Controls act at the last processed bar's time: orders they raise fill on the next bar,
+        exactly as a strategy's would."""
+        return self.status.last_bar_ts or self.pipe.portfolio.ts_ns
+
+    async def kill_switch(self, who: str) -> None:
+        """HALTED + flatten everything; only ``resume`` lifts it."""
+        await self.pipe.monitor.kill_switch(self._now_ns(), who)
+        self._commit_now()
+
+    async def resume_trading(self, who: str) -> None:
+        await self.pipe.state.resume(self._now_ns(), who, f"operator resume by {who}")
+        self._commit_now()
+
+    async def flatten(self, symbol: str, who: str) -> bool:
+        """Close one symbol's position; False if nothing is held in it."""
+        if symbol not in self.pipe.portfolio.holdings():
+            return False
+        await self.pipe.monitor.flatten(self._now_ns(), f"flatten {symbol} by {who}", only=symbol)
+        self._commit_now()
+        return True
+
+    def _commit_now(self) -> None:
+        self.recorder.commit_bar(self.pipe.portfolio, self.status.bars_processed, self.pipe.state)
+
 
 def parse_speed(text: str) -> float | None:
     """'max' → None; '1x', '60x', '60' → 1.0, 60.0."""
