@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from engine.events import ts_to_ist
 from engine.store.database import open_database
-from engine.store.schema import FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
+from engine.store.queries import load_run
+from engine.store.schema import RunRow
 
 
 def register(sub: Any) -> None:
@@ -25,6 +26,7 @@ def register(sub: Any) -> None:
     show.add_argument("--db")
     show.add_argument("--json", action="store_true", help="machine-readable")
     show.set_defaults(func=cmd_show)
+    register_reports(sub)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -49,67 +51,6 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{r.bars_processed:>9} {ret:>8} {sharpe:>7}  {r.created_at[:19]}"
         )
     return 0
-
-
-def load_run(engine: Any, run_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).first()
-        if run is None:
-            raise ValueError(f"no run {run_id!r} in {engine.url}")
-        counts = {
-            name: conn.execute(
-                select(func.count()).select_from(table).where(table.run_id == run_id)
-            ).scalar_one()
-            for name, table in (("orders", OrderRow), ("fills", FillRow))
-        }
-        trades = conn.execute(
-            select(TradeRow).where(TradeRow.run_id == run_id).order_by(TradeRow.entry_ts)
-        ).all()
-        risk = conn.execute(
-            select(RiskEventRow).where(RiskEventRow.run_id == run_id).order_by(RiskEventRow.seq)
-        ).all()
-    return {
-        "run_id": run.run_id,
-        "mode": run.mode,
-        "strategy": run.strategy,
-        "status": run.status,
-        "created_at": run.created_at,
-        "finished_at": run.finished_at,
-        "code_version": run.code_version,
-        "data_fingerprint": run.data_fingerprint,
-        "bars_processed": run.bars_processed,
-        "config": json.loads(run.config_json),
-        "metrics": json.loads(run.metrics_json) if run.metrics_json else {},
-        "data_quality": json.loads(run.quality_json) if run.quality_json else {},
-        "error": run.error,
-        **counts,
-        "trades": [
-            {
-                "symbol": t.symbol,
-                "side": "LONG" if t.side > 0 else "SHORT",
-                "qty": t.qty,
-                "entry_time": ts_to_ist(t.entry_ts).isoformat(),
-                "entry_price": t.entry_price,
-                "exit_time": ts_to_ist(t.exit_ts).isoformat(),
-                "exit_price": t.exit_price,
-                "pnl": t.pnl,
-                "costs": t.costs,
-                "exit_reason": t.exit_reason,
-            }
-            for t in trades
-        ],
-        "risk_events": [
-            {
-                "time": ts_to_ist(e.ts).isoformat(),
-                "kind": e.kind,
-                "gate": e.gate,
-                "symbol": e.symbol,
-                "reason": e.reason,
-                "state": e.state,
-            }
-            for e in risk
-        ],
-    }
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -140,4 +81,69 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"risk events: {len(run['risk_events'])}")
     for e in run["risk_events"][:10]:
         print(f"  {e['time']} {e['kind']} {e['gate']} {e['symbol']} {e['reason']}")
+    return 0
+
+
+def register_reports(sub: Any) -> None:
+    report = sub.add_parser("report", help="self-contained HTML report of a stored run")
+    report.add_argument("run_id")
+    report.add_argument("--out", type=Path, required=True)
+    report.add_argument("--db")
+    report.set_defaults(func=cmd_report)
+    compare = sub.add_parser("compare", help="a paper run against a backtest of the same days")
+    compare.add_argument("paper_run")
+    compare.add_argument("backtest_run")
+    compare.add_argument(
+        "--tolerance-minutes",
+        type=float,
+        default=0.0,
+        help="how far apart entries may be and still match (default: same bar)",
+    )
+    compare.add_argument("--db")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=cmd_compare)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import render_report
+    from engine.store.queries import load_equity
+
+    engine = open_database(args.db)
+    run = load_run(engine, args.run_id)
+    ts, equity = load_equity(engine, args.run_id)
+    args.out.write_text(render_report(run, ts, equity), encoding="utf-8")
+    print(f"report: {args.out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from engine.compare import compare_trades
+
+    engine = open_database(args.db)
+    paper, backtest = load_run(engine, args.paper_run), load_run(engine, args.backtest_run)
+    result = compare_trades(paper["trades"], backtest["trades"], args.tolerance_minutes * 60)
+    summary = result.as_dict()
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print(
+        f"paper {paper['run_id']} ({paper['mode']}) vs backtest {backtest['run_id']} "
+        f"({backtest['mode']})"
+    )
+    for key in (
+        "matched",
+        "only_paper",
+        "only_backtest",
+        "paper_pnl",
+        "backtest_pnl",
+        "pnl_difference",
+        "matched_pnl_difference",
+        "avg_slippage_per_unit",
+    ):
+        value = summary[key]
+        print(f"  {key:<24} {value:,.2f}" if isinstance(value, float) else f"  {key:<24} {value}")
+    for t in summary["trades"]["only_paper"][:10]:
+        print(f"  only paper:    {t['symbol']} {t['side']} {t['entry_time']} pnl {t['pnl']:.2f}")
+    for t in summary["trades"]["only_backtest"][:10]:
+        print(f"  only backtest: {t['symbol']} {t['side']} {t['entry_time']} pnl {t['pnl']:.2f}")
     return 0

@@ -206,3 +206,61 @@ def test_sigterm_stops_cleanly_and_resume_refuses_other_settings(tmp_path, nifty
     )
     assert code == 2
     assert "different configuration" in capsys.readouterr().err
+
+
+def test_compare_and_report_on_stored_runs(tmp_path, nifty_path, capsys):
+    import json as _json
+
+    db = tmp_path / "cmp.db"
+    assert (
+        main(["backtest", "--data", str(nifty_path), *ARGS, "--db", str(db), "--no-progress"]) == 0
+    )
+    worse = [a if a != "1" else "10" for a in ARGS]  # paper with 10 bps slippage
+    assert (
+        main(["paper", "--feed", f"replay:{nifty_path}", "--speed", "max", *worse, "--db", str(db)])
+        == 0
+    )
+    backtest, paper = runs(db)
+    capsys.readouterr()
+    assert main(["compare", paper.run_id, backtest.run_id, "--db", str(db), "--json"]) == 0
+    summary = _json.loads(capsys.readouterr().out)
+    assert summary["matched"] > 20 and summary["only_paper"] == summary["only_backtest"] == 0
+    assert summary["avg_slippage_per_unit"] > 0  # paper paid 9 bps more each way
+    assert summary["pnl_difference"] < 0
+    assert summary["pnl_difference"] == summary["paper_pnl"] - summary["backtest_pnl"]
+
+    out = tmp_path / "paper.html"
+    assert main(["report", paper.run_id, "--db", str(db), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert paper.run_id in html and "paper" in html and "<svg" in html
+
+
+def test_compare_reports_unmatched_trades():
+    from engine.compare import compare_trades
+
+    def trade(sym, entry, pnl, side="LONG", price=100.0):
+        return {
+            "symbol": sym,
+            "side": side,
+            "qty": 1,
+            "entry_time": entry,
+            "entry_price": price,
+            "exit_time": entry,
+            "exit_price": price + pnl,
+            "pnl": pnl,
+        }
+
+    paper = [
+        trade("A", "2024-01-02T09:20:00+05:30", 5.0, price=100.5),
+        trade("B", "2024-01-02T10:00:00+05:30", -1.0),
+    ]
+    backtest = [
+        trade("A", "2024-01-02T09:20:00+05:30", 6.0),
+        trade("C", "2024-01-02T11:00:00+05:30", 2.0),
+        trade("A", "2024-03-01T09:20:00+05:30", 9.0),
+    ]  # outside the paper's days
+    result = compare_trades(paper, backtest).as_dict()
+    assert result["matched"] == 1 and result["only_paper"] == 1 and result["only_backtest"] == 1
+    match = result["trades"]["matched"][0]
+    assert match["entry_slippage"] == 0.5 and match["pnl_difference"] == -1.0
+    assert result["backtest_pnl"] == 8.0

@@ -1,0 +1,86 @@
+"""Reading runs back: one place that turns stored rows into the dicts every reader uses
+(``trader runs show``, reports, ``trader compare``, the dashboard)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from engine.events import ts_to_ist
+from engine.store.schema import EquityRow, FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
+
+
+def load_run(engine: Any, run_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).first()
+        if run is None:
+            raise ValueError(f"no run {run_id!r} in {engine.url}")
+        counts = {
+            name: conn.execute(
+                select(func.count()).select_from(table).where(table.run_id == run_id)
+            ).scalar_one()
+            for name, table in (("orders", OrderRow), ("fills", FillRow))
+        }
+        trades = conn.execute(
+            select(TradeRow).where(TradeRow.run_id == run_id).order_by(TradeRow.entry_ts)
+        ).all()
+        risk = conn.execute(
+            select(RiskEventRow).where(RiskEventRow.run_id == run_id).order_by(RiskEventRow.seq)
+        ).all()
+    return {
+        "run_id": run.run_id,
+        "mode": run.mode,
+        "strategy": run.strategy,
+        "status": run.status,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "code_version": run.code_version,
+        "data_fingerprint": run.data_fingerprint,
+        "bars_processed": run.bars_processed,
+        "config": json.loads(run.config_json),
+        "metrics": json.loads(run.metrics_json) if run.metrics_json else {},
+        "data_quality": json.loads(run.quality_json) if run.quality_json else {},
+        "error": run.error,
+        **counts,
+        "trades": [
+            {
+                "symbol": t.symbol,
+                "side": "LONG" if t.side > 0 else "SHORT",
+                "qty": t.qty,
+                "entry_time": ts_to_ist(t.entry_ts).isoformat(),
+                "entry_price": t.entry_price,
+                "exit_time": ts_to_ist(t.exit_ts).isoformat(),
+                "exit_price": t.exit_price,
+                "pnl": t.pnl,
+                "costs": t.costs,
+                "exit_reason": t.exit_reason,
+            }
+            for t in trades
+        ],
+        "risk_events": [
+            {
+                "time": ts_to_ist(e.ts).isoformat(),
+                "kind": e.kind,
+                "gate": e.gate,
+                "symbol": e.symbol,
+                "reason": e.reason,
+                "state": e.state,
+            }
+            for e in risk
+        ],
+    }
+
+
+def load_equity(engine: Engine, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's equity curve: UTC epoch-ns timestamps and equity, in time order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(EquityRow.ts, EquityRow.equity)
+            .where(EquityRow.run_id == run_id)
+            .order_by(EquityRow.ts)
+        ).all()
+    ts = np.array([r.ts for r in rows], dtype=np.int64)
+    return ts, np.array([r.equity for r in rows], dtype=float)
