@@ -55,6 +55,16 @@ class RiskSettings(_Strict):
     flatten_on_halt: bool = True
 
 
+class PromotionSettings(_Strict):
+    """The seed's rule for going live; every threshold a setting."""
+
+    min_backtest_sharpe: float = 1.5
+    max_backtest_drawdown: float = Field(0.20, gt=0, le=1)
+    min_paper_days: int = Field(20, ge=1, description="trading days (4 weeks)")
+    max_paper_drawdown: float = Field(0.20, gt=0, le=1)
+    live_capital_cap: float = Field(50_000.0, gt=0, description="rupees")
+
+
 class EngineSettings(_Strict):
     mode: Literal["backtest", "paper", "live"] = "backtest"
     capital: float = Field(1_000_000.0, gt=0)
@@ -63,6 +73,7 @@ class EngineSettings(_Strict):
     execution: ExecutionSettings = ExecutionSettings()
     session: SessionSettings = SessionSettings()
     risk: RiskSettings = RiskSettings()
+    promotion: PromotionSettings = PromotionSettings()
 
     @field_validator("interval")
     @classmethod

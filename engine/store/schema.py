@@ -3,7 +3,7 @@ every backend; readers convert to IST. Every row carries the run's ``mode``."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -116,6 +116,19 @@ class PositionRow(Base):
     avg_price: Mapped[float] = mapped_column(Float)
     last_price: Mapped[float] = mapped_column(Float)
     ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class PromotionRow(Base):
+    """A promotion decision (approved or refused) with the evidence it was taken on."""
+
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    to_mode: Mapped[str] = mapped_column(String(8))
+    strategy_key: Mapped[str] = mapped_column(String(64), index=True)
+    approved: Mapped[bool] = mapped_column(Boolean)
+    evidence_json: Mapped[str] = mapped_column(Text)
+    operator: Mapped[str] = mapped_column(String(64))
 
 
 class RiskEventRow(Base):

@@ -1,0 +1,181 @@
+"""Paper → live promotion gates (the seed's rule) and their record.
+
+A strategy configuration — strategy, parameters and model hash, *not* capital or mode — is
+identified by ``strategy_key``. It may go live only with a stored, approved promotion for that
+exact key, taken on a finished backtest (Sharpe > 1.5, max drawdown < 20%) and paper runs of the
+same key covering ≥ 20 trading days with positive P&L and max drawdown < 20% (all settings).
+Refusals are recorded too, with the same evidence, so the history of attempts is auditable.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, insert, select
+
+from config.settings import PromotionSettings
+from engine.metrics import drawdown_series
+from engine.sessions import local_days
+from engine.store.queries import load_equity
+from engine.store.schema import PromotionRow, RunRow
+
+
+def strategy_key(strategy_config: dict[str, Any]) -> str:
+    """Hash of what decides trades: the strategy's own config (name, params, model hash)."""
+    keep = {k: v for k, v in strategy_config.items() if k != "settings"}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class GateResult:
+    approved: bool
+    reasons: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def _run(engine: Engine, run_id: str) -> Any:
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).first()
+    if run is None:
+        raise ValueError(f"no run {run_id!r} in {engine.url}")
+    return run
+
+
+def evaluate(
+    engine: Engine, backtest_id: str, paper_ids: list[str], rules: PromotionSettings
+) -> GateResult:
+    """Check the gates on stored runs; never raises for a failed gate, only for missing runs."""
+    result = GateResult(True)
+    fail = result.reasons.append
+    backtest = _run(engine, backtest_id)
+    key = strategy_key(json.loads(backtest.config_json))
+    metrics = json.loads(backtest.metrics_json or "{}")
+    result.evidence["strategy_key"] = key
+    result.evidence["backtest"] = {
+        "run_id": backtest.run_id, "mode": backtest.mode, "status": backtest.status,
+        "sharpe": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
+        "data_fingerprint": backtest.data_fingerprint, "code_version": backtest.code_version,
+    }  # fmt: skip
+    if backtest.mode != "backtest" or backtest.status != "finished":
+        fail(
+            f"run {backtest.run_id} is not a finished backtest ({backtest.mode}, {backtest.status})"
+        )
+    if not (metrics.get("sharpe", -np.inf) > rules.min_backtest_sharpe):
+        fail(
+            f"backtest Sharpe {metrics.get('sharpe', float('nan')):.2f} is not > "
+            f"{rules.min_backtest_sharpe}"
+        )
+    if not (metrics.get("max_drawdown", np.inf) < rules.max_backtest_drawdown):
+        fail(
+            f"backtest max drawdown {metrics.get('max_drawdown', float('nan')):.1%} is not < "
+            f"{rules.max_backtest_drawdown:.0%}"
+        )
+    days: set[int] = set()
+    pnl = 0.0
+    curves: list[np.ndarray] = []
+    papers = []
+    for run_id in paper_ids:
+        paper = _run(engine, run_id)
+        if paper.mode != "paper":
+            fail(f"run {run_id} is a {paper.mode} run, not paper")
+            continue
+        if strategy_key(json.loads(paper.config_json)) != key:
+            fail(f"paper run {run_id} traded a different strategy configuration than the backtest")
+            continue
+        ts, equity = load_equity(engine, run_id)
+        if equity.size == 0:
+            fail(f"paper run {run_id} has no equity points")
+            continue
+        capital = json.loads(paper.config_json)["settings"]["capital"]
+        days |= set(local_days(ts).tolist())
+        pnl += float(equity[-1] - capital)
+        curves.append(np.concatenate([[capital], equity]))
+        papers.append(
+            {
+                "run_id": run_id,
+                "days": int(np.unique(local_days(ts)).size),
+                "pnl": float(equity[-1] - capital),
+            }
+        )
+    drawdown = max((float(drawdown_series(c).max()) for c in curves), default=1.0)
+    result.evidence["paper"] = {
+        "runs": papers,
+        "trading_days": len(days),
+        "pnl": pnl,
+        "max_drawdown": drawdown,
+    }
+    if not paper_ids:
+        fail("no paper runs given (--paper RUN_ID, repeatable)")
+    if len(days) < rules.min_paper_days:
+        fail(f"paper trading covers {len(days)} trading days, fewer than {rules.min_paper_days}")
+    if not pnl > 0:
+        fail(f"paper P&L {pnl:,.2f} is not positive")
+    if not drawdown < rules.max_paper_drawdown:
+        fail(f"paper max drawdown {drawdown:.1%} is not < {rules.max_paper_drawdown:.0%}")
+    result.evidence["rules"] = rules.model_dump()
+    result.approved = not result.reasons
+    return result
+
+
+def record(engine: Engine, result: GateResult, to_mode: str = "live") -> int:
+    with engine.begin() as conn:
+        row = conn.execute(
+            insert(PromotionRow).values(
+                created_at=datetime.now(UTC).isoformat(), to_mode=to_mode,
+                strategy_key=result.evidence["strategy_key"], approved=result.approved,
+                evidence_json=json.dumps({**result.evidence, "reasons": result.reasons}),
+                operator=_operator(),
+            )
+        )  # fmt: skip
+        return int(row.inserted_primary_key[0])
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def approved_promotion(engine: Engine, key: str, to_mode: str = "live") -> Any | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(PromotionRow)
+            .where(PromotionRow.strategy_key == key, PromotionRow.to_mode == to_mode,
+                   PromotionRow.approved.is_(True))
+            .order_by(PromotionRow.id.desc())
+        ).first()  # fmt: skip
+
+
+class LiveRefused(ValueError):
+    """``trader live`` will not start; the message says which gate."""
+
+
+def check_live_allowed(
+    engine: Engine, strategy_config: dict[str, Any], capital: float, rules: PromotionSettings,
+    confirmed: bool,
+) -> Any:  # fmt: skip
+    """Every condition for live trading, checked before anything connects to a broker."""
+    key = strategy_key(strategy_config)
+    promotion = approved_promotion(engine, key)
+    if promotion is None:
+        raise LiveRefused(
+            f"no approved promotion to live for this strategy configuration (key {key[:12]}); "
+            "run `trader promote --to live --backtest RUN --paper RUN …` first"
+        )
+    if capital > rules.live_capital_cap:
+        raise LiveRefused(
+            f"--capital {capital:,.0f} exceeds the live capital cap "
+            f"{rules.live_capital_cap:,.0f} (setting promotion.live_capital_cap)"
+        )
+    if not confirmed:
+        raise LiveRefused(
+            "live trading places real orders with real money: add --i-understand-this-is-live"
+        )
+    return promotion
