@@ -72,15 +72,17 @@ class EventBus:
         routes = self._routes.get(type(event))
         if routes is None:
             return None
-        for index, handler in enumerate(routes):
-            try:
+        index = 0
+        try:
+            for handler in routes:
                 pending = handler(event)
-            except HandlerError:
-                raise
-            except Exception as exc:
-                raise HandlerError(handler, event, exc) from exc
-            if pending is not None:
-                return self._finish(routes, index, pending, event)
+                if pending is not None:
+                    return self._finish(routes, index, pending, event)
+                index += 1
+        except HandlerError:
+            raise
+        except Exception as exc:
+            raise HandlerError(routes[index], event, exc) from exc
         return None
 
     async def _finish(

@@ -79,6 +79,7 @@ class Portfolio:
         self._last = np.zeros(self._cap)
         self._held = 0
         self._out = np.zeros(2)
+        self._unsynced: list[BarSlice] = []
         self.equity = capital
         self.ts_ns = 0
         self.open_trades: dict[str, Trade] = {}
@@ -99,7 +100,10 @@ class Portfolio:
 
     def last_price(self, symbol: str) -> float:
         sid = self._universe.get(symbol)
-        return float(self._last[sid]) if sid is not None and sid < self._cap else float("nan")
+        if sid is None or sid >= self._cap:
+            return float("nan")
+        self._sync_prices()
+        return float(self._last[sid])
 
     def avg_price(self, symbol: str) -> float:
         sid = self._universe.get(symbol)
@@ -108,9 +112,11 @@ class Portfolio:
     def set_last_price(self, symbol: str, price: float) -> None:
         sid = self._universe.add(symbol)
         self._ensure(sid)
+        self._sync_prices()
         self._last[sid] = price
 
     def gross_exposure(self) -> float:
+        self._sync_prices()
         return float(np.abs(self._qty_f) @ self._last)
 
     def holdings(self) -> dict[str, int]:
@@ -129,15 +135,42 @@ class Portfolio:
         self._cap = new
 
     def on_bars(self, bars: BarSlice) -> None:
+        self.ts_ns = bars.ts_ns
+        self.curve_ts.append(bars.ts_ns)
+        if not self._held:
+            # flat: nothing to mark, so only remember the closes (read lazily, see
+            # _sync_prices); this is most bars of most strategies and skips a kernel call
+            self._unsynced.append(bars)
+            if len(self._unsynced) >= 512:
+                self._sync_prices()
+            self.equity = self.cash
+            self.curve_equity.append(self.cash)
+            self.curve_gross.append(0.0)
+            return
+        if self._unsynced:
+            self._sync_prices()
         out = self._out
         if not _mark(self._qty_f, self._last, bars.sid, bars.close, out):
             self._ensure(int(bars.sid.max()))
             _mark(self._qty_f, self._last, bars.sid, bars.close, out)
-        self.ts_ns = bars.ts_ns
         self.equity = equity = self.cash + float(out[0])
-        self.curve_ts.append(bars.ts_ns)
         self.curve_equity.append(equity)
         self.curve_gross.append(float(out[1]))
+
+    def _sync_prices(self) -> None:
+        """Apply the closes of slices seen while flat, oldest first; when the newest slice holds
+        every symbol of the universe, it alone decides every last price."""
+        pending = self._unsynced
+        if not pending:
+            return
+        newest = pending[-1]
+        if len(newest.sid) == len(self._universe):
+            pending = [newest]
+        for bars in pending:
+            if len(bars.sid) and int(bars.sid.max()) >= self._cap:
+                self._ensure(int(bars.sid.max()))
+            self._last[bars.sid] = bars.close
+        self._unsynced = []
 
     def on_fill(self, fill: Fill) -> Awaitable[None] | None:
         realized = self.apply_fill(fill)
@@ -177,6 +210,7 @@ class Portfolio:
         self.realized += realized
         self._qty[sid] = new
         self._qty_f[sid] = float(new)
+        self._sync_prices()
         self._last[sid] = self._last[sid] or price
         self._held = int(np.count_nonzero(self._qty))
         self._book_trade(fill, old, new, closing)
