@@ -12,11 +12,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Engine
 
+from brokers.base import Broker
 from config.settings import EngineSettings
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
@@ -27,6 +28,7 @@ from engine.runners.backtest import finalize_positions
 from engine.runners.restore import check_resumable, restore
 from engine.sessions import local_day
 from engine.store.recorder import RunRecorder
+from engine.universe import Universe
 from strategies.base import Strategy
 
 log = structlog.get_logger()
@@ -71,22 +73,59 @@ async def paced(
         yield bars
 
 
+class BarSource(Protocol):
+    """Where a session's bars come from: a paced replay, or live ticks."""
+
+    fingerprint: str
+    interval_minutes: int
+    quality: dict[str, Any]
+    finite: bool  # a replay ends; a live feed runs until stopped
+
+    def stream(
+        self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
+    ) -> AsyncIterator[BarSlice]: ...
+
+
+class ReplaySource:
+    """Stored bars replayed as if live: ``speed`` × real time, or as fast as possible."""
+
+    finite = True
+
+    def __init__(self, bars: LoadedBars, speed: float | None = None) -> None:
+        self.bars = bars
+        self.speed = speed
+        self.fingerprint = bars.fingerprint
+        self.interval_minutes = bars.interval_minutes
+        self.quality = bars.quality.as_dict()
+
+    async def stream(
+        self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
+    ) -> AsyncIterator[BarSlice]:
+        async for bars in paced(ReplayFeed(self.bars, universe), next_seq, self.speed, stop):
+            yield bars
+
+
 class PaperSession:
+    """A paper (simulated broker) or live (``broker`` given) trading session."""
+
     def __init__(
         self,
-        bars: LoadedBars,
+        source: BarSource | LoadedBars,
         strategy: Strategy,
         settings: EngineSettings,
         db: Engine,
         *,
         speed: float | None = None,
         resume: str | None = None,
+        broker: Broker | None = None,
     ) -> None:
-        self.bars = bars
+        if isinstance(source, LoadedBars):
+            source = ReplaySource(source, speed)
+        self.source = source
         self.settings = settings
         self.speed = speed
         self.resume_id = resume
-        self.pipe: Pipeline = build_pipeline(settings, strategy)
+        self.pipe: Pipeline = build_pipeline(settings, strategy, broker=broker)
         self.recorder = RunRecorder(db, settings.mode, run_id=resume)
         self.status = PaperStatus(run_id=self.recorder.run_id, mode=settings.mode)
         self.stop = asyncio.Event()
@@ -95,10 +134,11 @@ class PaperSession:
         pipe, recorder, status = self.pipe, self.recorder, self.status
         config = run_config(self.settings, pipe.host.strategy)
         resume_after = 0
+        await pipe.broker.start()  # a real broker connects and reconciles before anything
         if self.resume_id:
             run = check_resumable(
                 recorder.engine, self.resume_id, self.settings.mode, config,
-                self.bars.fingerprint,
+                self.source.fingerprint,
             )  # fmt: skip
             resume_after = await restore(pipe, recorder, run)
             status.bars_processed = int(run.bars_processed)
@@ -110,15 +150,14 @@ class PaperSession:
                 state=str(pipe.state.state),
             )
         else:
-            recorder.start(pipe.host.strategy.name, config, self.bars.fingerprint)
+            recorder.start(pipe.host.strategy.name, config, self.source.fingerprint)
             log.info("paper.start", run_id=recorder.run_id, speed=self.speed or "max")
         recorder.attach(pipe.bus)
-        feed = ReplayFeed(self.bars, pipe.universe)
         pipe.host.start()
         last: BarSlice | None = None
         day = -1
         try:
-            async for bars in paced(feed, pipe.bus.next_seq, self.speed, self.stop):
+            async for bars in self.source.stream(pipe.universe, pipe.bus.next_seq, self.stop):
                 if bars.ts_ns <= resume_after:
                     await pipe.warm(bars)  # rebuild indicator state; no orders
                     continue
@@ -135,7 +174,7 @@ class PaperSession:
                 status.feed_lag_s = max(0.0, time.time() - (bars.ts_ns + bars.interval_ns) / 1e9)
                 recorder.commit_bar(pipe.portfolio, status.bars_processed, pipe.state)
                 last = bars
-            finished = not self.stop.is_set()
+            finished = self.source.finite and not self.stop.is_set()
             if finished and last is not None:
                 await finalize_positions(pipe, last.ts_ns)
             self._finish("finished" if finished else "stopped")
@@ -145,6 +184,8 @@ class PaperSession:
             log.error("paper.failed", error=str(exc))
             self._finish("failed", error=str(exc), raise_errors=False)
             raise
+        finally:
+            await pipe.broker.stop()
         return status
 
     def _end_of_day(self) -> None:
@@ -165,12 +206,12 @@ class PaperSession:
         metrics = compute_metrics(
             np.asarray(pf.curve_ts, dtype=np.int64), np.asarray(pf.curve_equity),
             np.asarray(pf.curve_gross), pf.trades, pf.initial_capital,
-            self.bars.interval_minutes, pf.turnover, pf.total_costs,
+            self.source.interval_minutes, pf.turnover, pf.total_costs,
         )  # fmt: skip
         try:
             self.recorder.finish(
                 status=status, portfolio=pf, metrics=metrics,
-                quality=self.bars.quality.as_dict(), bars_processed=self.status.bars_processed,
+                quality=self.source.quality, bars_processed=self.status.bars_processed,
                 error=error,
             )  # fmt: skip
         except Exception:
