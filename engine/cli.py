@@ -57,6 +57,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
     p.add_argument("--report", type=Path, help="write a self-contained HTML report here")
     p.add_argument("--no-progress", action="store_true")
+    # also accepted after the sub-command (the global flags come before it)
+    p.add_argument(
+        "--log-json", action="store_true", default=argparse.SUPPRESS, help="JSON log lines"
+    )
 
 
 def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> Any:
