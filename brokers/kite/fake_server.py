@@ -10,11 +10,14 @@ Faults are rules matched per route name (see ``ROUTES``) and consumed in order::
 
     fake.inject("historical", status=429, times=2)       # two rate-limit answers
     fake.inject("historical", status=503, skip=3)        # the 4th request fails
-    fake.inject("orders.place", delay_s=2.0)             # slow answer (after the order exists)
+    fake.inject("order.place", delay_s=2.0)              # slow: waits, then handles
+    fake.inject("order.place", answer_delay_s=2.0)       # handles (order exists), answers late
     fake.inject("*", disconnect=True, times=1)           # connection cut without an answer
     fake.expire_token()                                  # every call → 403 TokenException
     fake.reject_orders("RMS:Margin Exceeds")             # next order placed ends REJECTED
     await fake.ticker.drop_connections()                 # websocket network cut
+    await fake.fill_order(order_id, 101.5, qty=3)        # the exchange fills (part of) an order
+    fake.set_position("INFY", 5)                         # the account holds a position
 
 Use as ``async with FakeKite() as fake:``; point clients at ``fake.settings()`` and
 ``fake.credentials()``; ``fake.count("historical")`` tells how many requests a route received.
@@ -100,7 +103,8 @@ class FaultRule:
     status: int | None = None
     error_type: str = ""
     message: str = ""
-    delay_s: float = 0.0
+    delay_s: float = 0.0  # before handling: the request has no effect until then
+    answer_delay_s: float = 0.0  # after handling: the effect exists, the answer is late
     disconnect: bool = False
     times: int | None = 1  # None: forever
     skip: int = 0  # let this many matching requests through first
@@ -165,6 +169,7 @@ class FakeKite:
         }
         self.quotes: dict[str, dict[str, Any]] = dict(self.fixture("quote.json")["data"])
         self.prices: dict[str, float] = {}
+        self.positions: dict[str, list[dict[str, Any]]] = self.fixture("positions.json")["data"]
         self.orders: dict[str, list[dict[str, Any]]] = {}
         for order in self.fixture("orders.json")["data"]:
             self.orders[order["order_id"]] = [order]
@@ -286,13 +291,18 @@ class FakeKite:
         error_type: str = "",
         message: str = "",
         delay_s: float = 0.0,
+        answer_delay_s: float = 0.0,
         disconnect: bool = False,
         times: int | None = 1,
         skip: int = 0,
     ) -> FaultRule:
+        """``delay_s`` holds the request before it is handled; ``answer_delay_s`` handles it
+        (an order is placed) and holds the answer, the ambiguous case a client timeout meets."""
         if route != "*" and route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
-        rule = FaultRule(route, status, error_type, message, delay_s, disconnect, times, skip)
+        rule = FaultRule(
+            route, status, error_type, message, delay_s, answer_delay_s, disconnect, times, skip
+        )
         self.faults.append(rule)
         return rule
 
@@ -332,6 +342,7 @@ class FakeKite:
         self.requests.append(
             RecordedRequest(route, request.method, request.path, dict(request.query))
         )
+        answer_delay_s = 0.0
         for rule in self.faults:
             if not rule.matches(route):
                 continue
@@ -352,13 +363,17 @@ class FakeKite:
                 if route == "ticker":
                     return web.Response(status=rule.status, text=message)
                 return _error(rule.status, error_type, message)
+            answer_delay_s = rule.answer_delay_s
             break
         if route != "ticker" and route not in UNAUTHENTICATED and not self._authorised(request):
             return _error(403, "TokenException", "Incorrect `api_key` or `access_token`.")
         try:
-            return await handler(request)
+            response = await handler(request)
         except _InputError as exc:
-            return _error(400, "InputException", str(exc))
+            response = _error(400, "InputException", str(exc))
+        if answer_delay_s:
+            await asyncio.sleep(answer_delay_s)
+        return response
 
     def _handlers(self) -> dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
         return {
@@ -380,7 +395,7 @@ class FakeKite:
             "order.modify": self._modify,
             "order.cancel": self._cancel,
             "trades": self._trades,
-            "positions": self._static("positions.json"),
+            "positions": self._positions,
             "holdings": self._static("holdings.json"),
             "ticker": self.ticker.handle,
         }
@@ -392,6 +407,46 @@ class FakeKite:
         return handler
 
     # --- REST handlers ---------------------------------------------------------------------
+
+    async def _positions(self, request: web.Request) -> web.StreamResponse:
+        return _success(self.positions)
+
+    def set_position(
+        self,
+        symbol: str,
+        quantity: int,
+        *,
+        product: str = "MIS",
+        exchange: str = "NSE",
+        average_price: float = 100.0,
+    ) -> None:
+        """Put a position in the account (net and day books), replacing one with the same key,
+        in the recorded rows' shape."""
+        template = next(
+            r for r in self.fixture("positions.json")["data"]["net"] if r["exchange"] == "NSE"
+        )
+        row = dict(
+            template,
+            tradingsymbol=symbol,
+            exchange=exchange,
+            product=product,
+            quantity=quantity,
+            overnight_quantity=0,
+            average_price=average_price,
+            last_price=average_price,
+            value=-quantity * average_price,
+            pnl=0,
+            m2m=0,
+            unrealised=0,
+            realised=0,
+        )
+        for book in ("net", "day"):
+            rows = [
+                r
+                for r in self.positions[book]
+                if (r["tradingsymbol"], r["exchange"], r["product"]) != (symbol, exchange, product)
+            ]
+            self.positions[book] = [*rows, dict(row)]
 
     async def _session_token(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -565,31 +620,36 @@ class FakeKite:
                 pending_quantity=0,
             )
         elif form["order_type"] == "MARKET":
-            self._fill(order, self.prices.get(symbol, 100.0))
+            self._fill(order, self.prices.get(symbol, 100.0), quantity)
         elif form["order_type"] in ("SL", "SL-M"):
             order["status"] = "TRIGGER PENDING"
         await self._record(order)
         return _success({"order_id": order_id})
 
-    def _fill(self, order: dict[str, Any], price: float) -> None:
+    def _fill(self, order: dict[str, Any], price: float, qty: int) -> None:
+        """Execute ``qty`` more of ``order`` at ``price``: one trade; COMPLETE when all is filled,
+        else still OPEN with the running average price, as Kite reports partial fills."""
+        done = int(order["filled_quantity"])
+        filled = done + qty
+        trades = sum(1 for t in self.extra_trades if t["order_id"] == order["order_id"])
         order.update(
-            status="COMPLETE",
-            average_price=price,
-            filled_quantity=order["quantity"],
-            pending_quantity=0,
+            status="COMPLETE" if filled >= order["quantity"] else "OPEN",
+            average_price=(float(order["average_price"]) * done + price * qty) / filled,
+            filled_quantity=filled,
+            pending_quantity=order["quantity"] - filled,
             exchange_order_id=f"1{order['order_id']}",
             exchange_timestamp=_now_text(),
         )
         self.extra_trades.append(
             {
-                "trade_id": f"T{order['order_id']}",
+                "trade_id": f"T{order['order_id']}" + (f"-{trades + 1}" if trades else ""),
                 "order_id": order["order_id"],
                 "exchange": order["exchange"],
                 "tradingsymbol": order["tradingsymbol"],
                 "instrument_token": order["instrument_token"],
                 "product": order["product"],
                 "average_price": price,
-                "quantity": order["quantity"],
+                "quantity": qty,
                 "exchange_order_id": order["exchange_order_id"],
                 "transaction_type": order["transaction_type"],
                 "fill_timestamp": order["exchange_timestamp"],
@@ -643,10 +703,17 @@ class FakeKite:
         await self._record(order)
         return _success({"order_id": order["order_id"]})
 
-    async def fill_order(self, order_id: str, price: float) -> None:
-        """Complete an open order at ``price`` (a test standing in for the exchange)."""
+    async def fill_order(self, order_id: str, price: float, qty: int | None = None) -> None:
+        """Fill ``qty`` (default: all that is pending) of an open order at ``price``, a test
+        standing in for the exchange; pushes the order update like any other change."""
         order = copy.deepcopy(self.orders[order_id][-1])
-        self._fill(order, price)
+        if order["status"] not in ("OPEN", "TRIGGER PENDING"):
+            raise ValueError(f"order {order_id} is {order['status']}; only open orders fill")
+        pending = int(order["pending_quantity"])
+        qty = pending if qty is None else qty
+        if not 0 < qty <= pending:
+            raise ValueError(f"order {order_id}: cannot fill {qty} of {pending} pending")
+        self._fill(order, price, qty)
         await self._record(order)
 
 

@@ -1,0 +1,802 @@
+"""``KiteBroker``: the engine's broker interface over real Zerodha Kite orders.
+
+What it guarantees, and why:
+
+* **Never placed twice.** Every order carries a tag derived from its ``order_id``
+  (``order_tags``). A placement whose outcome is unknown (timeout, connection cut, 5xx) is
+  followed by a search of the order book for the tag before anything is sent again; at start the
+  day's order book is read, so an order re-submitted after a restart binds to the Kite order it
+  already has. A placement that stays unknown after the retries is kept open as "unconfirmed"
+  (and trading halts on a "network" event) until the order book settles it either way.
+* **The bar path is never blocked by the network.** ``submit`` registers the order and returns;
+  placement runs in a task, paced by Kite's order limits (10/s, 200/min by default).
+* **Fills reported exactly once.** Websocket order updates are the fast path; the order book is
+  polled every ``poll_interval_s`` while orders are open (and right after a websocket
+  reconnect) as the fallback. Both feed the same per-order ``FillLedger``, which reports by
+  quantity (trade ids where Kite has them), so overlapping or repeated updates cannot double
+  count. An order's fills are published before the update that finishes it.
+* **Events in a consistent order, without locks.** Order state changes and the events they
+  cause are computed in one synchronous step and queued; one drainer publishes the queue in
+  order. So a bus handler may call back into the broker (cancel on a fill) without deadlock, and
+  events of one order never overtake each other.
+* **Kite trouble becomes events.** Expired token → ``BrokerEvent("token_expired", halts=True)``
+  once, and orders are refused plainly afterwards; persistent network failure →
+  ``BrokerEvent("network", halts=True)``; an RMS/margin rejection (at placement or after) →
+  ``OrderUpdate(REJECTED)`` with Kite's message; a refused cancel/modify → ``"order_error"``.
+
+Events are stamped with wall-clock time (``clock``): a live broker reports when it learnt a fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from brokers.base import Broker
+from brokers.costs import CostModel
+from brokers.kite.auth import KiteCredentials
+from brokers.kite.errors import (
+    KiteError,
+    KiteInputError,
+    KiteRateLimitError,
+    KiteRetryableError,
+    KiteTokenError,
+)
+from brokers.kite.order_api import KiteOrderApi, OrderRateLimit
+from brokers.kite.order_params import (
+    VARIETY_REGULAR,
+    OrderParamsError,
+    kite_order_params,
+)
+from brokers.kite.order_state import FillLedger, KiteOrderSnapshot, KiteTrade
+from brokers.kite.order_tags import DEFAULT_TAG_PREFIX, check_tag_prefix, order_tag
+from brokers.kite.rate_limit import RetryPolicy, with_retries
+from brokers.kite.settings import KiteSettings
+from brokers.kite.ticker_client import TickerClient
+from engine.bus import EventBus
+from engine.events import (
+    BrokerEvent,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK = 0.05
+ADOPTED_PREFIX = "kite-"
+
+
+@dataclass
+class _Tracked:
+    """One order this broker is responsible for, and what has been reported about it."""
+
+    order: Order
+    tag: str
+    kite_id: str | None = None
+    finished: bool = False
+    cancel_reason: str | None = None
+    cancel_sent: bool = False
+    unconfirmed_since: float | None = None  # monotonic time placement gave up, outcome unknown
+    last_published: tuple[OrderStatus, int] | None = None
+    ledger: FillLedger = field(default_factory=FillLedger)
+
+
+class KiteBroker(Broker):
+    def __init__(
+        self,
+        bus: EventBus,
+        settings: KiteSettings,
+        credentials: KiteCredentials,
+        *,
+        cost_model: CostModel,
+        product: str = "MIS",
+        exchange: str = "NSE",
+        poll_interval_s: float = 3.0,
+        order_rate_limit: OrderRateLimit | None = None,
+        tag_namespace: str = "",
+        tag_prefix: str = DEFAULT_TAG_PREFIX,
+        ticker: TickerClient | None = None,
+        run_ticker: bool = True,
+        market_protection: float | None = None,
+        api: KiteOrderApi | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """``tag_namespace`` (the run id, say) keeps tags unique when order ids repeat across
+        runs on one day. ``ticker``: a websocket client shared with the market-data feed (its
+        owner runs it; order updates are routed here); without one, and with ``run_ticker``,
+        the broker runs its own. ``market_protection`` is passed with MARKET/SL-M orders."""
+        if poll_interval_s <= 0:
+            raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
+        self._bus = bus
+        self.settings = settings
+        self._credentials = credentials
+        self._costs = cost_model
+        self.product = product
+        self.exchange = exchange
+        self.poll_interval_s = poll_interval_s
+        self._namespace = tag_namespace
+        self._prefix = check_tag_prefix(tag_prefix)
+        self._market_protection = market_protection
+        self._clock = clock
+        self._api = api or KiteOrderApi(settings, credentials, order_rate_limit)
+        self._retry = RetryPolicy(
+            settings.max_retries, settings.backoff_base_s, settings.backoff_max_s
+        )
+        self._settle_s = 2 * settings.request_timeout_s
+        self._own_ticker = ticker is None and run_ticker
+        self.ticker = ticker
+        if self.ticker is None and run_ticker:
+            self.ticker = TickerClient(
+                settings,
+                credentials,
+                backoff_base_s=settings.backoff_base_s,
+                backoff_max_s=settings.backoff_max_s,
+            )
+        if self.ticker is not None:
+            self.ticker.on_order_update = self.on_order_update
+            if self._own_ticker:
+                self.ticker.on_connect = self._on_ticker_connect
+
+        self._orders: dict[str, _Tracked] = {}  # by engine order_id, in submission order
+        self._by_kite: dict[str, _Tracked] = {}
+        self._by_tag: dict[str, _Tracked] = {}
+        self._duplicates: set[str] = set()  # Kite orders carrying a tag already bound
+        self._start_book: dict[str, KiteOrderSnapshot] = {}  # our tags in the day's book
+        self._tick_sizes: dict[str, float] | None = None
+        self._positions: dict[str, int] = {}
+        self._reconciled = False
+        self._started = False
+        self._stopping = False
+        self._ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._outbox: deque[Any] = deque()
+        self._draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._token_dead: str | None = None
+        self._network_down = False
+        self._network_failures = 0
+        self.errors: list[str] = []  # failures inside background tasks (also logged)
+
+    # --- the Broker interface ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load instruments, reconcile with the account, then start the order-update paths.
+
+        Kite trouble here is reported as events (and ``halted``) rather than raised, like
+        everywhere else: the daemon stays up and shows the operator what happened."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._load_instruments()
+            await self._reconcile()
+        except KiteError as exc:
+            await self._report_failure(exc, "start")
+        finally:
+            self._ready.set()
+        if self._token_dead is not None:
+            return
+        self._loops.append(asyncio.create_task(self._poll_loop(), name="kite-broker-poll"))
+        if self._own_ticker and self.ticker is not None:
+            self._loops.append(asyncio.create_task(self._run_ticker(), name="kite-broker-ticker"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.ticker.connected.wait(), min(2.0, self.settings.request_timeout_s)
+                )
+
+    async def stop(self) -> None:
+        """Wait briefly for placements in flight, then stop polling and the websocket. Open
+        orders stay at Kite; their tags let the next start find them."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(
+                list(self._tasks), timeout=self.settings.request_timeout_s
+            )
+            for task in pending:
+                task.cancel()
+        if self._own_ticker and self.ticker is not None:
+            await self.ticker.stop()
+        for task in self._loops:
+            task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops.clear()
+
+    async def submit(self, order: Order) -> None:
+        """Register the order and place it in the background; idempotent on ``order_id``."""
+        if order.order_id in self._orders:
+            return
+        tag = self.tag_for(order.order_id)
+        adopted = self._by_tag.get(tag)
+        if adopted is not None:
+            # adopted at start under a provisional id: it is this order; keep tracking it
+            del self._orders[adopted.order.order_id]
+            adopted.order = order
+            self._orders[order.order_id] = adopted
+            if adopted.finished and adopted.last_published is not None:
+                # it finished before the engine claimed it: the engine still needs the news
+                status, _ = adopted.last_published
+                self._queue_update(adopted, status, "finished at Kite before re-submission")
+                await self._drain()
+            return
+        tracked = _Tracked(order, tag)
+        self._orders[order.order_id] = tracked
+        self._by_tag[tag] = tracked
+        self._spawn(self._place(tracked), f"place {order.order_id}")
+
+    async def cancel(self, order_id: str, reason: str = "") -> None:
+        """Ask Kite to cancel; the CANCELLED update follows from Kite's answer (usually before
+        this returns). An order still being placed is cancelled as soon as it is placed."""
+        tracked = self._orders.get(order_id)
+        if tracked is None or tracked.finished:
+            return
+        tracked.cancel_reason = reason or "cancelled by the engine"
+        if tracked.kite_id is not None:
+            tracked.cancel_sent = True
+            await self._cancel_at_kite(tracked)
+
+    def open_orders(self) -> list[Order]:
+        return [t.order for t in self._orders.values() if not t.finished]
+
+    # --- more than the interface ---------------------------------------------------------
+
+    def tag_for(self, order_id: str) -> str:
+        return order_tag(order_id, self._namespace, self._prefix)
+
+    def account_positions(self) -> dict[str, int]:
+        """Net quantity per symbol at the account (this exchange and product, non-zero), as
+        read at start or by ``refresh_positions``: the daemon compares it to its own book."""
+        return dict(self._positions)
+
+    @property
+    def halted(self) -> str | None:
+        """Why the broker cannot trade (expired token), or ``None``."""
+        return self._token_dead
+
+    def kite_order_id(self, order_id: str) -> str | None:
+        tracked = self._orders.get(order_id)
+        return tracked.kite_id if tracked else None
+
+    async def refresh_positions(self) -> dict[str, int]:
+        rows = await with_retries(self._api.positions, self._retry)
+        self._positions = self._net_positions(rows)
+        return self.account_positions()
+
+    async def modify(
+        self,
+        order_id: str,
+        *,
+        qty: int | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        order_type: OrderType | None = None,
+    ) -> bool:
+        """Change an open order at Kite; returns whether Kite accepted. A refusal is reported as
+        ``BrokerEvent("order_error")``. (The engine's pending book does not see modifications.)"""
+        tracked = self._orders.get(order_id)
+        if tracked is None or tracked.finished or tracked.kite_id is None:
+            return False
+        changes: dict[str, Any] = {}
+        if qty is not None:
+            changes["qty"] = qty
+        if limit_price is not None:
+            changes["limit_price"] = limit_price
+        if stop_price is not None:
+            changes["stop_price"] = stop_price
+        if order_type is not None:
+            changes["order_type"] = order_type
+        new = tracked.order._replace(**changes)
+        try:
+            params = self._params(new, tracked.tag)
+        except OrderParamsError as exc:
+            await self._event("order_error", f"modify {order_id} refused: {exc}")
+            return False
+        kite_changes = {
+            key: params[key]
+            for key in ("quantity", "price", "trigger_price", "order_type")
+            if key in params
+        }
+        kite_id = tracked.kite_id
+        try:
+            await with_retries(
+                lambda: self._api.modify_order(VARIETY_REGULAR, kite_id, **kite_changes),
+                self._retry,
+            )
+        except KiteError as exc:
+            await self._report_failure(exc, f"modify {order_id}")
+            return False
+        tracked.order = new
+        return True
+
+    async def poll_once(self) -> None:
+        """Read the order book once and apply it to every order not yet finished."""
+        live = [t for t in self._orders.values() if not t.finished]
+        if not live or self._token_dead is not None:
+            return
+        try:
+            rows = await self._api.orders()
+        except KiteError as exc:
+            await self._report_failure(exc, "poll the order book", retried=False)
+            return
+        self._network_ok()
+        book = [KiteOrderSnapshot.parse(row) for row in rows]
+        by_id = {snap.kite_order_id: snap for snap in book}
+        by_tag = {tag: snap for snap in book for tag in snap.tags}
+        for tracked in live:
+            snap = by_id.get(tracked.kite_id or "") or by_tag.get(tracked.tag)
+            if snap is not None:
+                await self._apply(snap)
+            elif tracked.kite_id is not None:
+                await self._refresh(tracked)  # not in the book (should not happen): ask it
+            elif tracked.unconfirmed_since is not None:
+                waited = time.monotonic() - tracked.unconfirmed_since
+                if waited >= self._settle_s:
+                    await self._finish(
+                        tracked,
+                        OrderStatus.REJECTED,
+                        "not placed: Kite's order book has no order with tag "
+                        f"{tracked.tag} after the placement failed",
+                    )
+
+    def on_order_update(self, raw: dict[str, Any]) -> None:
+        """Websocket order update (``TickerClient.on_order_update``). Applied in a task so the
+        websocket reader (maybe shared with market data) never waits on REST calls."""
+        if isinstance(raw, dict):
+            self._spawn(self._apply(KiteOrderSnapshot.parse(raw)), "order update")
+
+    async def wait_idle(self) -> None:
+        """Until placements and update processing started so far are done (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- placement ---------------------------------------------------------------------------
+
+    async def _place(self, tracked: _Tracked) -> None:
+        await self._ready.wait()
+        known = self._start_book.get(tracked.tag)
+        if known is not None:  # placed before a restart: never place again
+            await self._apply(known)
+            return
+        if tracked.finished or tracked.kite_id is not None:
+            return
+        if self._token_dead is not None:
+            await self._finish(tracked, OrderStatus.REJECTED, f"not placed: {self._token_dead}")
+            return
+        try:
+            params = self._params(tracked.order, tracked.tag)
+        except OrderParamsError as exc:
+            await self._finish(tracked, OrderStatus.REJECTED, str(exc))
+            return
+        # without a start-of-day order book, an order may already be there: look first
+        ambiguous = not self._reconciled
+        attempt = 0
+        while True:
+            sending = False
+            try:
+                if ambiguous:
+                    found = await self._find_by_tag(tracked.tag)
+                    self._network_ok()
+                    if found is not None:
+                        await self._apply(found)
+                        return
+                sending = True
+                kite_id = await self._api.place_order(params)
+            except KiteTokenError as exc:
+                await self._token_expired(exc)
+                if ambiguous:
+                    tracked.unconfirmed_since = time.monotonic()
+                else:
+                    await self._finish(tracked, OrderStatus.REJECTED, f"not placed: {exc}")
+                return
+            except KiteRetryableError as exc:
+                if sending and not isinstance(exc, KiteRateLimitError):
+                    ambiguous = True  # it may have reached Kite: look before sending again
+                if attempt >= self._retry.max_retries:
+                    await self._placement_failed(tracked, exc, ambiguous, attempt + 1)
+                    return
+                wait = self._retry.delay(attempt, exc.retry_after_s)
+                log.warning("order %s: %s; retrying in %.2fs", tracked.order.order_id, exc, wait)
+                attempt += 1
+                await asyncio.sleep(wait)
+                continue
+            except KiteError as exc:
+                if sending:  # refused at placement (RMS, margin, market closed): a rejection
+                    await self._finish(tracked, OrderStatus.REJECTED, str(exc))
+                else:  # the tag search failed: the order may be at Kite
+                    tracked.unconfirmed_since = time.monotonic()
+                    await self._event(
+                        "order_error", f"order {tracked.order.order_id}: tag search failed: {exc}"
+                    )
+                return
+            self._network_ok()
+            await self._bind(tracked, kite_id)
+            return
+
+    async def _find_by_tag(self, tag: str) -> KiteOrderSnapshot | None:
+        for row in await self._api.orders():
+            snap = KiteOrderSnapshot.parse(row)
+            if tag in snap.tags:
+                return snap
+        return None
+
+    async def _placement_failed(
+        self, tracked: _Tracked, exc: KiteError, ambiguous: bool, attempts: int
+    ) -> None:
+        order_id = tracked.order.order_id
+        if ambiguous:
+            tracked.unconfirmed_since = time.monotonic()
+            message = (
+                f"order {order_id} (tag {tracked.tag}) may or may not have reached Kite after "
+                f"{attempts} attempts ({exc}); the order book will settle it"
+            )
+        else:
+            await self._finish(tracked, OrderStatus.REJECTED, f"not placed: {exc}")
+            message = f"order {order_id} not placed after {attempts} attempts: {exc}"
+        await self._network_failed(message, force=True)
+
+    def _params(self, order: Order, tag: str) -> dict[str, Any]:
+        tick = DEFAULT_TICK
+        if self._tick_sizes is not None:
+            if order.symbol not in self._tick_sizes:
+                raise OrderParamsError(
+                    f"order {order.order_id}: {order.symbol!r} is not an {self.exchange} "
+                    "instrument at Kite"
+                )
+            tick = self._tick_sizes[order.symbol] or DEFAULT_TICK
+        return kite_order_params(
+            order,
+            exchange=self.exchange,
+            product=self.product,
+            tag=tag,
+            tick_size=tick,
+            market_protection=self._market_protection,
+        )
+
+    async def _bind(self, tracked: _Tracked, kite_id: str) -> None:
+        """Kite acknowledged the placement: OPEN (unless an update already said more)."""
+        if not self._link(tracked, kite_id) or tracked.finished:
+            await self._drain()
+            return
+        if tracked.last_published is None:
+            self._queue_update(tracked, OrderStatus.OPEN, "")
+        await self._drain()
+        await self._cancel_if_asked(tracked)
+
+    async def _cancel_if_asked(self, tracked: _Tracked) -> None:
+        """A cancel asked for while the order was being placed is sent once it is placed."""
+        if tracked.cancel_reason is None or tracked.cancel_sent or tracked.finished:
+            return
+        if tracked.kite_id is not None:
+            tracked.cancel_sent = True
+            await self._cancel_at_kite(tracked)
+
+    def _link(self, tracked: _Tracked, kite_id: str) -> bool:
+        if tracked.kite_id is None:
+            tracked.kite_id = kite_id
+            tracked.unconfirmed_since = None
+            self._by_kite[kite_id] = tracked
+            return True
+        if tracked.kite_id != kite_id:
+            if kite_id in self._duplicates:
+                return False
+            self._duplicates.add(kite_id)
+            message = (
+                f"Kite order {kite_id} carries the tag of order {tracked.order.order_id}, which "
+                f"is Kite order {tracked.kite_id}: ignored; check the account for a duplicate"
+            )
+            log.error("%s", message)
+            self._queue_event("order_error", message)
+            return False
+        return True
+
+    # --- order state → events --------------------------------------------------------------
+
+    def _tracked_for(self, snap: KiteOrderSnapshot) -> _Tracked | None:
+        tracked = self._by_kite.get(snap.kite_order_id)
+        if tracked is not None:
+            return tracked
+        for tag in snap.tags:
+            tracked = self._by_tag.get(tag)
+            if tracked is not None:
+                return tracked
+        return None
+
+    async def _apply(self, snap: KiteOrderSnapshot) -> None:
+        """Bring one order's reports up to Kite's state ``snap`` (any source, any order)."""
+        tracked = self._tracked_for(snap)
+        if tracked is None:
+            return  # not ours
+        if not self._link(tracked, snap.kite_order_id) or tracked.finished:
+            await self._drain()  # a duplicate (reported) or done
+            return
+        trades: list[KiteTrade] = []
+        if snap.executed_qty > tracked.ledger.reported_qty:
+            trades = await self._trades(snap.kite_order_id)
+        # from here on synchronous: the ledger and the queued events change together
+        if tracked.finished:
+            return
+        self._advance(tracked, snap, trades)
+        await self._drain()
+        await self._cancel_if_asked(tracked)
+
+    def _advance(self, tracked: _Tracked, snap: KiteOrderSnapshot, trades: list[KiteTrade]) -> None:
+        ledger = tracked.ledger
+        executions = ledger.record_trades(trades)
+        catch_up = ledger.catch_up(snap.executed_qty, snap.average_price)
+        if catch_up is not None:
+            executions.append(catch_up)
+        order = tracked.order
+        for execution in executions:
+            self._outbox.append(
+                Fill(
+                    self._clock(),
+                    self._bus.next_seq(),
+                    order.order_id,
+                    order.symbol,
+                    order.side,
+                    execution.qty,
+                    execution.price,
+                    self._costs(order.side, execution.qty, execution.price),
+                    order.reason,
+                    execution.trade_id,
+                )
+            )
+        if snap.finished:
+            tracked.finished = True
+            self._queue_update(tracked, snap.status, self._final_reason(tracked, snap))
+        elif tracked.last_published != (OrderStatus.OPEN, ledger.reported_qty):
+            self._queue_update(tracked, OrderStatus.OPEN, "")
+
+    @staticmethod
+    def _final_reason(tracked: _Tracked, snap: KiteOrderSnapshot) -> str:
+        if snap.status == OrderStatus.REJECTED:
+            return snap.message or "rejected by Kite"
+        if snap.status == OrderStatus.CANCELLED:
+            return tracked.cancel_reason or snap.message or "cancelled at Kite"
+        return ""
+
+    async def _trades(self, kite_order_id: str) -> list[KiteTrade]:
+        try:
+            rows = await self._api.order_trades(kite_order_id)
+        except KiteTokenError as exc:
+            await self._token_expired(exc)
+        except KiteError as exc:  # the order book's figures will do
+            log.warning("trades of Kite order %s unavailable: %s", kite_order_id, exc)
+        else:
+            return [KiteTrade.parse(row) for row in rows]
+        return []
+
+    def _queue_update(self, tracked: _Tracked, status: OrderStatus, reason: str) -> None:
+        filled = tracked.ledger.reported_qty
+        tracked.last_published = (status, filled)
+        order = tracked.order
+        self._outbox.append(
+            OrderUpdate(
+                self._clock(),
+                self._bus.next_seq(),
+                order.order_id,
+                order.symbol,
+                status,
+                filled,
+                reason,
+            )
+        )
+
+    def _queue_event(self, kind: str, message: str, halts: bool = False) -> None:
+        text = self._credentials.scrub(message)
+        self._outbox.append(BrokerEvent(self._clock(), self._bus.next_seq(), kind, text, halts))
+
+    async def _drain(self) -> None:
+        """Publish queued events in order. One drainer at a time: events queued by a nested
+        call (a handler calling back into the broker) are published by the outer drainer."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._outbox:
+                await self._bus.publish(self._outbox.popleft())
+        finally:
+            self._draining = False
+
+    async def _finish(self, tracked: _Tracked, status: OrderStatus, reason: str) -> None:
+        if tracked.finished:
+            return
+        tracked.finished = True
+        self._queue_update(tracked, status, reason)
+        await self._drain()
+
+    # --- cancel and refresh ------------------------------------------------------------------
+
+    async def _cancel_at_kite(self, tracked: _Tracked) -> None:
+        kite_id = tracked.kite_id
+        if kite_id is None or tracked.finished:
+            return
+        try:
+            await with_retries(
+                lambda: self._api.cancel_order(VARIETY_REGULAR, kite_id), self._retry
+            )
+        except KiteInputError as exc:  # finished meanwhile (filled, say): the refresh tells
+            log.info("cancel of %s refused: %s", tracked.order.order_id, exc)
+        except KiteError as exc:
+            await self._report_failure(exc, f"cancel {tracked.order.order_id}")
+            return
+        await self._refresh(tracked)
+
+    async def _refresh(self, tracked: _Tracked) -> None:
+        if tracked.kite_id is None:
+            return
+        try:
+            history = await self._api.order_history(tracked.kite_id)
+        except KiteError as exc:
+            await self._report_failure(exc, f"refresh {tracked.order.order_id}", retried=False)
+            return
+        if history:
+            await self._apply(KiteOrderSnapshot.parse(history[-1]))
+
+    # --- start: instruments, reconciliation ---------------------------------------------------
+
+    async def _load_instruments(self) -> None:
+        rows = await with_retries(lambda: self._api.instruments(self.exchange), self._retry)
+        self._tick_sizes = {
+            str(row["tradingsymbol"]): float(row.get("tick_size") or DEFAULT_TICK) for row in rows
+        }
+
+    def _ours(self, snap: KiteOrderSnapshot) -> str | None:
+        return next((tag for tag in snap.tags if tag.startswith(self._prefix)), None)
+
+    async def _reconcile(self) -> None:
+        rows = await with_retries(self._api.orders, self._retry)
+        book = [KiteOrderSnapshot.parse(row) for row in rows]
+        mine = [(tag, snap) for snap in book if (tag := self._ours(snap)) is not None]
+        self._start_book = {tag: snap for tag, snap in mine}
+        adopted: list[_Tracked] = []
+        expected = 0
+        for tag, snap in mine:
+            if tag in self._by_tag:
+                expected += 1  # re-submitted before start: its placement binds to it
+                continue
+            if snap.finished:
+                continue
+            tracked = _Tracked(self._adopted_order(snap), tag)
+            self._orders[tracked.order.order_id] = tracked
+            self._by_tag[tag] = tracked
+            adopted.append(tracked)
+        positions = await with_retries(self._api.positions, self._retry)
+        self._positions = self._net_positions(positions)
+        self._reconciled = True
+        finished = sum(1 for _, snap in mine if snap.finished)
+        held = ", ".join(f"{s} {q:+d}" for s, q in sorted(self._positions.items())) or "none"
+        adopted_text = "; ".join(
+            f"{t.order.order_id} {t.order.side.name} {t.order.qty} {t.order.symbol} "
+            f"{t.order.order_type}"
+            for t in adopted
+        )
+        await self._event(
+            "reconciled",
+            f"Kite order book: {len(mine)} order(s) with our tag today, {finished} finished, "
+            f"{expected} matched to re-submitted orders, {len(adopted)} open adopted"
+            + (f" ({adopted_text})" if adopted else "")
+            + f"; positions {self.exchange} {self.product}: {held}",
+        )
+        for tracked in adopted:  # report what they have done so far (fills, OPEN)
+            await self._apply(self._start_book[tracked.tag])
+
+    def _adopted_order(self, snap: KiteOrderSnapshot) -> Order:
+        try:
+            kind = OrderType(snap.order_type)
+        except ValueError:
+            kind = OrderType.LIMIT
+        return Order(
+            self._clock(),
+            self._bus.next_seq(),
+            f"{ADOPTED_PREFIX}{snap.kite_order_id}",
+            "",
+            snap.symbol,
+            snap.side,
+            snap.quantity,
+            kind,
+            snap.price if snap.price > 0 else float("nan"),
+            snap.trigger_price if snap.trigger_price > 0 else float("nan"),
+            OrderStatus.OPEN,
+            "adopted from the Kite order book at start",
+        )
+
+    def _net_positions(self, rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+        net: dict[str, int] = {}
+        for row in rows.get("net", []):
+            if row.get("exchange") != self.exchange or row.get("product") != self.product:
+                continue
+            symbol = str(row.get("tradingsymbol"))
+            net[symbol] = net.get(symbol, 0) + int(row.get("quantity") or 0)
+        return {symbol: qty for symbol, qty in net.items() if qty != 0}
+
+    # --- background loops ---------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        while not self._stopping and self._token_dead is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            self._wake.clear()
+            if self._stopping or self._token_dead is not None:
+                return
+            try:
+                await self.poll_once()
+            except Exception as exc:  # a handler failed: report, keep polling
+                self._background_error("poll", exc)
+
+    async def _run_ticker(self) -> None:
+        assert self.ticker is not None
+        try:
+            await self.ticker.run()
+        except KiteTokenError as exc:
+            await self._token_expired(exc)
+        except ConnectionError as exc:
+            await self._network_failed(f"order-update websocket: {exc}", force=True)
+
+    def _on_ticker_connect(self, connects: int) -> None:
+        if connects > 1:
+            self._wake.set()  # updates may have been missed while disconnected: poll now
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(self._guarded(coroutine, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # no caller to raise to: record and log
+            self._background_error(what, exc)
+
+    def _background_error(self, what: str, exc: BaseException) -> None:
+        text = f"{what}: {type(exc).__name__}: {self._credentials.scrub(str(exc))}"
+        self.errors.append(text)
+        log.error("kite broker: %s", text, exc_info=exc)
+
+    # --- trouble → events ---------------------------------------------------------------------
+
+    async def _event(self, kind: str, message: str, halts: bool = False) -> None:
+        self._queue_event(kind, message, halts)
+        await self._drain()
+
+    async def _token_expired(self, exc: KiteTokenError) -> None:
+        if self._token_dead is not None:
+            return
+        self._token_dead = str(exc)
+        self._wake.set()
+        await self._event("token_expired", str(exc), halts=True)
+
+    async def _network_failed(self, message: str, force: bool = False) -> None:
+        self._network_failures += 1
+        if self._network_down:
+            return
+        if force or self._network_failures > self.settings.max_retries:
+            self._network_down = True
+            await self._event("network", message, halts=True)
+
+    def _network_ok(self) -> None:
+        self._network_failures = 0
+        self._network_down = False
+
+    async def _report_failure(self, exc: KiteError, what: str, retried: bool = True) -> None:
+        """One place deciding which event a failed operation becomes."""
+        if isinstance(exc, KiteTokenError):
+            await self._token_expired(exc)
+        elif isinstance(exc, KiteRetryableError):
+            await self._network_failed(f"{what}: {exc}", force=retried)
+        else:
+            await self._event("order_error", f"{what}: {exc}")

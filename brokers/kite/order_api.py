@@ -1,0 +1,189 @@
+"""The official ``kiteconnect.KiteConnect`` client, made safe to call from the event loop.
+
+Orders go through the official client (the reference for Kite's order endpoints) rather than our
+own REST code. It is blocking (requests), so every call runs in a worker thread; each thread
+gets its own client, because a ``requests.Session`` is not meant to be shared between threads.
+
+This layer also owns pacing and error translation, so the broker reasons about typed outcomes:
+* Kite's order limits (10 orders per second, 200 per minute by default) gate place/modify/cancel,
+  and a 10 requests/s limit gates reads; both are sliding windows (``RateLimiter``);
+* the official client's exceptions and requests' network errors become ``brokers.kite.errors``
+  types: token rejected, rate limited, server trouble, network (no complete answer), refused.
+  The message is Kite's own text (it is what an operator needs to read), scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from kiteconnect import KiteConnect
+from kiteconnect import exceptions as kex
+
+from brokers.kite.auth import CredentialsError, KiteCredentials
+from brokers.kite.errors import (
+    KiteError,
+    KiteInputError,
+    KiteNetworkError,
+    KiteRateLimitError,
+    KiteServerError,
+    KiteTokenError,
+)
+from brokers.kite.rate_limit import Clock, RateLimiter, Sleep
+from brokers.kite.settings import KiteSettings
+
+T = TypeVar("T")
+READS_PER_SECOND = 10
+
+
+@dataclass(frozen=True)
+class OrderRateLimit:
+    """Kite's limits on order placement/modification/cancellation per API key."""
+
+    per_second: int = 10
+    per_minute: int = 200
+
+    def limiters(self, clock: Clock | None = None, sleep: Sleep | None = None) -> list[RateLimiter]:
+        extra: dict[str, Any] = {}
+        if clock is not None:
+            extra["clock"] = clock
+        if sleep is not None:
+            extra["sleep"] = sleep
+        return [
+            RateLimiter(self.per_second, 1.0, **extra),
+            RateLimiter(self.per_minute, 60.0, **extra),
+        ]
+
+
+def translate_error(exc: BaseException, credentials: KiteCredentials, what: str) -> KiteError:
+    """An exception from the official client (or requests under it) → a typed ``KiteError``."""
+    text = credentials.scrub(str(exc)) or type(exc).__name__
+    if isinstance(exc, KiteError):
+        return exc
+    if isinstance(exc, CredentialsError):  # no access token at all: the same cure as expiry
+        return KiteTokenError(text, None)
+    if isinstance(exc, kex.TokenException):
+        return KiteTokenError(text, exc.code)
+    if isinstance(exc, kex.KiteException):
+        code = int(exc.code) if isinstance(exc.code, int) else 500
+        kind = type(exc).__name__
+        if code == 429:
+            return KiteRateLimitError(f"{what}: rate limited: {text}", code, kind)
+        if code >= 500 or isinstance(exc, kex.NetworkException | kex.DataException):
+            return KiteServerError(f"{what}: Kite server trouble ({code}): {text}", code, kind)
+        return KiteInputError(text, code, kind)
+    if isinstance(exc, requests.RequestException):
+        return KiteNetworkError(f"{what}: {text}")
+    if isinstance(exc, OSError | TimeoutError):
+        return KiteNetworkError(f"{what}: {text}")
+    return KiteError(f"{what}: unexpected {type(exc).__name__}: {text}")
+
+
+class KiteOrderApi:
+    """Async calls for the order book and positions; every method raises typed ``KiteError``s."""
+
+    def __init__(
+        self,
+        settings: KiteSettings,
+        credentials: KiteCredentials,
+        order_rate_limit: OrderRateLimit | None = None,
+        *,
+        client_factory: Callable[[], KiteConnect] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._factory = client_factory or self._official_client
+        self._local = threading.local()
+        self.order_limiters = (order_rate_limit or OrderRateLimit()).limiters()
+        self.read_limiter = RateLimiter(READS_PER_SECOND, 1.0)
+
+    def _official_client(self) -> KiteConnect:
+        return KiteConnect(
+            api_key=self._credentials.api_key,
+            access_token=self._credentials.require_access_token(),
+            root=self.settings.api_root,
+            timeout=self.settings.request_timeout_s,
+        )
+
+    def _client(self) -> KiteConnect:
+        client: KiteConnect | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._factory()
+            self._local.client = client
+        return client
+
+    async def _call(self, what: str, limiters: list[RateLimiter], fn: Callable[..., T]) -> T:
+        for limiter in limiters:
+            await limiter.acquire()
+
+        def run() -> T:
+            try:
+                return fn(self._client())
+            except Exception as exc:  # translated into typed errors below
+                raise translate_error(exc, self._credentials, what) from None
+
+        return await asyncio.to_thread(run)
+
+    # --- writes (order rate limit) --------------------------------------------------------
+
+    async def place_order(self, params: dict[str, Any]) -> str:
+        order_id = await self._call(
+            "place order", self.order_limiters, lambda k: k.place_order(**params)
+        )
+        return str(order_id)
+
+    async def modify_order(self, variety: str, order_id: str, **changes: Any) -> str:
+        result = await self._call(
+            f"modify order {order_id}",
+            self.order_limiters,
+            lambda k: k.modify_order(variety, order_id, **changes),
+        )
+        return str(result)
+
+    async def cancel_order(self, variety: str, order_id: str) -> str:
+        result = await self._call(
+            f"cancel order {order_id}",
+            self.order_limiters,
+            lambda k: k.cancel_order(variety, order_id),
+        )
+        return str(result)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def orders(self) -> list[dict[str, Any]]:
+        return list(await self._call("orders", [self.read_limiter], lambda k: k.orders()))
+
+    async def order_history(self, order_id: str) -> list[dict[str, Any]]:
+        return list(
+            await self._call(
+                f"order history {order_id}",
+                [self.read_limiter],
+                lambda k: k.order_history(order_id),
+            )
+        )
+
+    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        return list(
+            await self._call(
+                f"order trades {order_id}",
+                [self.read_limiter],
+                lambda k: k.order_trades(order_id),
+            )
+        )
+
+    async def positions(self) -> dict[str, list[dict[str, Any]]]:
+        data = await self._call("positions", [self.read_limiter], lambda k: k.positions())
+        return dict(data)
+
+    async def instruments(self, exchange: str) -> list[dict[str, Any]]:
+        return list(
+            await self._call(
+                f"instruments {exchange}",
+                [self.read_limiter],
+                lambda k: k.instruments(exchange),
+            )
+        )
