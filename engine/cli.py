@@ -179,6 +179,34 @@ def cmd_paper(args: argparse.Namespace) -> int:
     return run_daemon(args, prepared, bars, label, speed)
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    from brokers.kite.auth import load_credentials
+    from brokers.kite.settings import KiteSettings
+    from engine.daemon import serve_session
+    from engine.pipeline import run_config
+    from engine.runners.live import live_session
+    from engine.store.database import open_database
+    from risk.promotion import check_live_allowed
+
+    settings, strategy = prepare_run(args, profile="live")
+    engine = open_database(args.db)
+    promotion = check_live_allowed(
+        engine, run_config(settings, strategy), settings.capital, settings.promotion,
+        args.i_understand_this_is_live,
+    )  # fmt: skip
+    print(f"promotion #{promotion.id} of {promotion.created_at[:10]} allows this configuration")
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    kite, credentials = KiteSettings.from_env(), load_credentials()
+
+    async def go() -> int:
+        session = await live_session(
+            settings, strategy, engine, kite, credentials, symbols, resume=args.resume
+        )
+        return await serve_session(session, args.host, args.port)
+
+    return asyncio.run(go())
+
+
 def _feed_bars(args: argparse.Namespace) -> tuple[Any, str]:
     """``--feed replay:PATH[,PATH]`` or ``replay:synthetic``; live Kite ticks need credentials."""
     feed = args.feed
@@ -247,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--seed", type=int, default=7, help="synthetic feed: seed")
     add_run_options(paper)
     paper.set_defaults(func=cmd_paper, mode="paper")
+
+    live = sub.add_parser("live", help="LIVE trading through Kite (needs a promotion)")
+    live.add_argument("--symbols", required=True, help="Kite trading symbols, comma-separated")
+    live.add_argument(
+        "--i-understand-this-is-live", action="store_true", help="required: real orders, real money"
+    )
+    live.add_argument("--resume", metavar="RUN_ID")
+    live.add_argument("--host", default="127.0.0.1")
+    live.add_argument("--port", type=int, default=0)
+    add_run_options(live)
+    live.set_defaults(func=cmd_live, mode="live")
 
     for name in COMMAND_MODULES:
         register = _optional_register(name)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from config.settings import load_settings
+from engine.data.synthetic import SyntheticMarket
+from engine.runners.backtest import run_backtest
+from engine.runners.paper import PaperSession
+from engine.store.database import open_database
+from engine.store.recorder import RunRecorder
+from strategies.sma_cross import SmaCross, SmaCrossParams
+
 
 def make_bars(
     closes: dict[str, list[float]],
@@ -43,3 +51,27 @@ def make_bars(
     quality = DataQuality()
     frame = validate_bars(pd.concat(frames, ignore_index=True), "test-bars", quality)
     return assemble_bars([frame], quality, parse_interval(interval), "test")
+
+
+# ---- promotion evidence: a trending synthetic market where sma_cross(2, 6) makes money -------
+PARAMS = SmaCrossParams(2, 6, 10)
+
+
+def trending(days: int):
+    return SyntheticMarket(symbols=2, days=days, seed=3, drift_per_day=0.01, daily_vol=0.008).bars(
+        "15minute"
+    )
+
+
+async def stored_runs(db_path, paper_days: int, paper_params=PARAMS):
+    engine = open_database(str(db_path))
+    bt = RunRecorder(engine, "backtest")
+    await run_backtest(trending(25), SmaCross(PARAMS), load_settings(interval="15minute"), bt)
+    session = PaperSession(
+        trending(paper_days),
+        SmaCross(paper_params),
+        load_settings("paper", interval="15minute"),
+        engine,
+    )
+    await session.run()
+    return engine, bt.run_id, session.status.run_id

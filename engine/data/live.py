@@ -47,6 +47,8 @@ class BatchToSlice:
 class KiteLiveSource:
     """Streams slices from Kite's ticker for ``tokens`` (instrument token → symbol)."""
 
+    finite = False
+
     def __init__(
         self,
         client_factory: Callable[..., TickerClient],
@@ -54,6 +56,7 @@ class KiteLiveSource:
         interval_minutes: int,
         grace_s: float = 2.0,
         on_stale: Callable[[float], Any] | None = None,
+        flush_interval_s: float | None = 1.0,
     ) -> None:
         self.interval_minutes = interval_minutes
         self.fingerprint = "kite-live"
@@ -62,6 +65,7 @@ class KiteLiveSource:
         self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s)
         self._client_factory = client_factory
         self._on_stale = on_stale
+        self._flush_interval_s = flush_interval_s  # None: bars close by tick time only
         self.client: TickerClient | None = None
 
     async def stream(
@@ -81,13 +85,14 @@ class KiteLiveSource:
         await client.subscribe(list(self._tokens), "full")
         reader = asyncio.create_task(client.run())
 
-        async def clock() -> None:
+        async def clock(every: float) -> None:
             while True:
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(every)
                 for batch in aggregator.flush(datetime.now(IST)):
                     queue.put_nowait(batch)
 
-        ticker = asyncio.create_task(clock())
+        every = self._flush_interval_s
+        ticker = asyncio.create_task(clock(every) if every else stop.wait())
         stopper = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():

@@ -19,9 +19,10 @@ from sqlalchemy import Engine
 
 from brokers.base import Broker
 from config.settings import EngineSettings
+from engine.bus import EventBus
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
-from engine.events import BarSlice
+from engine.events import BarSlice, BrokerEvent, Fill, OrderUpdate
 from engine.metrics import compute_metrics
 from engine.pipeline import Pipeline, build_pipeline, run_config
 from engine.runners.backtest import finalize_positions
@@ -117,7 +118,7 @@ class PaperSession:
         *,
         speed: float | None = None,
         resume: str | None = None,
-        broker: Broker | None = None,
+        broker_factory: Callable[[EventBus, str], Broker] | None = None,
     ) -> None:
         if isinstance(source, LoadedBars):
             source = ReplaySource(source, speed)
@@ -125,16 +126,18 @@ class PaperSession:
         self.settings = settings
         self.speed = speed
         self.resume_id = resume
-        self.pipe: Pipeline = build_pipeline(settings, strategy, broker=broker)
         self.recorder = RunRecorder(db, settings.mode, run_id=resume)
+        bus = EventBus()
+        broker = broker_factory(bus, self.recorder.run_id) if broker_factory else None
+        self.pipe: Pipeline = build_pipeline(settings, strategy, bus=bus, broker=broker)
         self.status = PaperStatus(run_id=self.recorder.run_id, mode=settings.mode)
         self.stop = asyncio.Event()
+        self._in_bar = False
 
     async def run(self) -> PaperStatus:
         pipe, recorder, status = self.pipe, self.recorder, self.status
         config = run_config(self.settings, pipe.host.strategy)
         resume_after = 0
-        await pipe.broker.start()  # a real broker connects and reconciles before anything
         if self.resume_id:
             run = check_resumable(
                 recorder.engine, self.resume_id, self.settings.mode, config,
@@ -153,6 +156,11 @@ class PaperSession:
             recorder.start(pipe.host.strategy.name, config, self.source.fingerprint)
             log.info("paper.start", run_id=recorder.run_id, speed=self.speed or "max")
         recorder.attach(pipe.bus)
+        for kind in (Fill, OrderUpdate, BrokerEvent):
+            pipe.bus.subscribe(kind, self._between_bars)
+        # a real broker connects and reconciles after restored orders were handed to it, so it
+        # recognises them at the account by their tags
+        await pipe.broker.start()
         pipe.host.start()
         last: BarSlice | None = None
         day = -1
@@ -166,7 +174,9 @@ class PaperSession:
                         self._end_of_day()
                     day = local_day(bars.ts_ns)
                 started = time.perf_counter()
+                self._in_bar = True
                 await pipe.bus.publish(bars)
+                self._in_bar = False
                 status.decision_latency_s.append(time.perf_counter() - started)
                 del status.decision_latency_s[:-1000]
                 status.bars_processed += 1
@@ -187,6 +197,12 @@ class PaperSession:
         finally:
             await pipe.broker.stop()
         return status
+
+    def _between_bars(self, _event: object) -> None:
+        """A live broker reports fills whenever Kite does; store them at once, not with the
+        next bar, so a crash in between cannot lose them."""
+        if not self._in_bar:
+            self._commit_now()
 
     def _end_of_day(self) -> None:
         pf = self.pipe.portfolio

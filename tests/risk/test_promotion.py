@@ -8,36 +8,10 @@ import pytest
 
 from config.settings import PromotionSettings, load_settings
 from engine.cli import main
-from engine.data.synthetic import SyntheticMarket
 from engine.pipeline import run_config
-from engine.runners.backtest import run_backtest
-from engine.runners.paper import PaperSession
-from engine.store.database import open_database
-from engine.store.recorder import RunRecorder
 from risk.promotion import LiveRefused, check_live_allowed, evaluate, record, strategy_key
 from strategies.sma_cross import SmaCross, SmaCrossParams
-
-PARAMS = SmaCrossParams(2, 6, 10)
-
-
-def trending(days: int):
-    return SyntheticMarket(symbols=2, days=days, seed=3, drift_per_day=0.01, daily_vol=0.008).bars(
-        "15minute"
-    )
-
-
-async def stored_runs(db_path, paper_days: int, paper_params=PARAMS):
-    engine = open_database(str(db_path))
-    bt = RunRecorder(engine, "backtest")
-    await run_backtest(trending(25), SmaCross(PARAMS), load_settings(interval="15minute"), bt)
-    session = PaperSession(
-        trending(paper_days),
-        SmaCross(paper_params),
-        load_settings("paper", interval="15minute"),
-        engine,
-    )
-    await session.run()
-    return engine, bt.run_id, session.status.run_id
+from tests.support import PARAMS, stored_runs
 
 
 async def test_promotion_approved_on_good_evidence_and_recorded(tmp_path):

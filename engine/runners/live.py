@@ -1,0 +1,64 @@
+"""Live trading: the paper session's pipeline with Kite's ticker as the feed and ``KiteBroker``
+as the broker. Reaching it needs a recorded promotion (``risk.promotion.check_live_allowed``),
+which the CLI checks before anything connects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from brokers.costs import make_cost_model
+from brokers.kite.auth import KiteCredentials
+from brokers.kite.broker import KiteBroker
+from brokers.kite.history import resolve_tokens
+from brokers.kite.rest import KiteRestClient
+from brokers.kite.settings import KiteSettings
+from brokers.kite.ticker_client import TickerClient
+from config.settings import EngineSettings
+from engine.bus import EventBus
+from engine.data.live import KiteLiveSource
+from engine.runners.paper import PaperSession
+from engine.sessions import parse_interval
+from strategies.base import Strategy
+
+
+async def instrument_tokens(
+    kite: KiteSettings, credentials: KiteCredentials, symbols: list[str], exchange: str = "NSE"
+) -> dict[int, str]:
+    async with KiteRestClient(kite, credentials) as rest:
+        instruments = await rest.instruments(exchange)
+    return {
+        token: symbol for symbol, token in resolve_tokens(instruments, symbols, exchange).items()
+    }
+
+
+async def live_session(
+    settings: EngineSettings,
+    strategy: Strategy,
+    db: Engine,
+    kite: KiteSettings,
+    credentials: KiteCredentials,
+    symbols: list[str],
+    *,
+    resume: str | None = None,
+    broker_options: dict[str, Any] | None = None,
+    flush_interval_s: float | None = 1.0,
+) -> PaperSession:
+    tokens = await instrument_tokens(kite, credentials, symbols)
+
+    def broker(bus: EventBus, run_id: str) -> KiteBroker:
+        # the run id namespaces order tags: "o1" of today's run is not "o1" of yesterday's
+        return KiteBroker(
+            bus, kite, credentials, cost_model=make_cost_model(settings.costs),
+            tag_namespace=run_id, **(broker_options or {}),
+        )  # fmt: skip
+
+    source = KiteLiveSource(
+        lambda **callbacks: TickerClient(kite, credentials, **callbacks),
+        tokens,
+        parse_interval(settings.interval),
+        flush_interval_s=flush_interval_s,
+    )
+    return PaperSession(source, strategy, settings, db, resume=resume, broker_factory=broker)
