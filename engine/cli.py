@@ -45,6 +45,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--param", action="append", default=[], metavar="K=V", help="strategy parameter, repeatable"
     )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="model file for --strategy model (repeat to average an ensemble)",
+    )
     p.add_argument("--interval", default="5minute", help="bar interval (default 5minute)")
     p.add_argument("--start-date", type=iso_date)
     p.add_argument("--end-date", type=iso_date)
@@ -82,7 +89,10 @@ def prepare_run(args: argparse.Namespace, profile: str = "backtest") -> tuple[An
     """Settings and strategy from the args — checked before any data is read."""
     from strategies.registry import make_strategy, parse_params
 
-    return settings_from_args(args, profile), make_strategy(args.strategy, parse_params(args.param))
+    params = parse_params(args.param)
+    if args.model:
+        params["model"] = ",".join(args.model)
+    return settings_from_args(args, profile), make_strategy(args.strategy, params)
 
 
 def run_and_report(

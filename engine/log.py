@@ -7,13 +7,20 @@ values whose key looks like a secret are redacted before rendering.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections import deque
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 _SECRET_KEYS = ("token", "secret", "password", "api_key", "access")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+#: The last rendered lines (after redaction, colours stripped), newest last: the dashboard's
+#: "recent log lines", so an operator sees what the daemon said without a shell on the host.
+RECENT_LINES: deque[str] = deque(maxlen=200)
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -21,6 +28,19 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
         if any(part in key.lower() for part in _SECRET_KEYS):
             event[key] = "***"
     return event
+
+
+def _remember(_logger: Any, _name: str, rendered: Any) -> Any:
+    """Keep a copy of the rendered line for the dashboard; the line itself passes unchanged."""
+    text = rendered.decode() if isinstance(rendered, bytes) else str(rendered)
+    RECENT_LINES.append(_ANSI.sub("", text))
+    return rendered
+
+
+def recent_log_lines(limit: int = 100) -> list[str]:
+    """The newest ``limit`` rendered log lines, oldest first."""
+    lines = list(RECENT_LINES)
+    return lines[-limit:] if limit > 0 else []
 
 
 def configure_logging(
@@ -38,6 +58,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
             renderer,
+            _remember,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]

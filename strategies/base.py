@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from engine.data.loader import LoadedBars
 from engine.events import BarSlice, FeatureSlice, Fill, OrderType, Side
 
 
@@ -101,6 +102,11 @@ class Strategy:
 
     def on_start(self, ctx: StrategyContext) -> None:
         """Called once before the first event."""
+
+    def prepare_replay(self, bars: LoadedBars, progress: bool = False) -> None:
+        """Backtests only, before the replay: precompute what depends on each bar's own past
+        alone (e.g. model predictions from features ≤ that bar) in large batches. The handlers
+        must then decide exactly as they would bar by bar; paper and live never call this."""
 
     def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None:
         """A bar slice closed; decide on it."""

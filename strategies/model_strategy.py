@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from engine.data.loader import LoadedBars
 from engine.events import BarSlice, FeatureSlice
 from engine.sessions import local_minute, minute_of_day
 from models.checkpoint import load_bundle
@@ -119,6 +120,10 @@ class ModelStrategy(Strategy):
     Params: ClassVar[type[StrategyParams]] = ModelStrategyParams
     wants_features = True
 
+    _close: np.ndarray  # float64[capacity]: last close per sid
+    _var: np.ndarray  # float64[capacity]: EWMA of squared one-bar log returns
+    _n_ret: np.ndarray  # int64[capacity]: returns seen
+
     def __init__(
         self, params: ModelStrategyParams | None = None, predictor: Predictor | None = None
     ) -> None:
@@ -159,6 +164,11 @@ class ModelStrategy(Strategy):
 
     def on_start(self, ctx: StrategyContext) -> None:
         _ = self.predictor  # load (and fail) before the first bar, not in the middle of a run
+
+    def prepare_replay(self, bars: LoadedBars, progress: bool = False) -> None:
+        from models.feature_source import table_from_loaded_bars
+
+        self.prepare_backtest(table_from_loaded_bars(bars), progress)
 
     def prepare_backtest(self, table: FeatureTable, progress: bool = False) -> bool:
         """Compute (or load cached) predictions for every window of ``table``; True if cached.

@@ -105,6 +105,7 @@ async def run_backtest(
     recorder: RunRecorder | None = None,
     progress: bool = False,
 ) -> BacktestResult:
+    strategy.prepare_replay(bars, progress)
     pipe = build_pipeline(settings, strategy)
     bus = pipe.bus
     feed = ReplayFeed(bars, pipe.universe)

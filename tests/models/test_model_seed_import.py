@@ -216,3 +216,26 @@ def test_cli_model_import(seed: dict, tmp_path: Path, capsys: pytest.CaptureFixt
     info = parser.parse_args(["model", "info", str(out)])
     assert info.func(info) == 0
     assert '"spec_hash": "seed-spec-hash"' in capsys.readouterr().out
+
+
+def test_seed_class_order_is_mapped_to_sell_hold_buy(seed: dict) -> None:
+    plain, _ = import_seed(seed["ckpt"], seed["pkl"], trust_pickle=True, spec_hash=SPEC)
+    flipped, report = import_seed(
+        seed["ckpt"],
+        seed["pkl"],
+        trust_pickle=True,
+        spec_hash=SPEC,
+        class_order=("BUY", "HOLD", "SELL"),
+    )
+    x = np.random.default_rng(2).normal(5, 3, size=(5, T, F)).astype(np.float32)
+    p_plain = Predictor([plain]).predict(x)
+    np.testing.assert_allclose(Predictor([flipped]).predict(x), p_plain[:, ::-1], atol=1e-7)
+    assert any("forward pass is this package's" in note for note in report.notes)
+    with pytest.raises(SeedImportError, match="class order"):
+        import_seed(
+            seed["ckpt"],
+            seed["pkl"],
+            trust_pickle=True,
+            spec_hash=SPEC,
+            class_order=("BUY", "SELL"),
+        )

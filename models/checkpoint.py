@@ -1,0 +1,243 @@
+"""The model file: everything needed to run a model, loadable without unpickling code.
+
+One ``torch.save`` of a dict holding only tensors and plain values (str, int, float, bool,
+lists, dicts), so ``torch.load(weights_only=True)`` reads it — a checkpoint from someone else
+cannot run code on load. Contents: weights, network hyper-parameters, the feature spec hash /
+version / names it was trained on, the scaler, the label and window config, training metrics
+and the code version. A model whose spec hash differs from the running feature calculator's is
+refused with both hashes in the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.errors import CheckpointError, SpecMismatchError
+from models.labels import LabelConfig
+from models.network import CLASS_NAMES, IntradayClassifier, ModelConfig
+from models.scaler import Scaler
+
+FORMAT = "nse-trader/model"
+FORMAT_VERSION = 1
+
+
+class _Current:
+    """Sentinel: compare with the running feature calculator's spec hash."""
+
+
+CURRENT = _Current()
+
+
+@dataclass
+class ModelBundle:
+    """A network together with what it needs to be fed and what it was trained for."""
+
+    model: IntradayClassifier
+    scaler: Scaler
+    spec_hash: str
+    feature_names: tuple[str, ...] = ()
+    spec_version: str = ""
+    label_config: LabelConfig | None = None
+    cross_sessions: bool = True  # whether training windows could span sessions
+    interval_minutes: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def model_hash(self) -> str:
+        """Identity of what the model computes: weights, config, scaler and spec (not metrics)."""
+        digest = hashlib.sha256()
+        header = {
+            "config": self.config.to_dict(),
+            "scaler": self.scaler.to_dict(),
+            "spec_hash": self.spec_hash,
+            "cross_sessions": self.cross_sessions,
+        }
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
+@cache
+def code_version() -> str:
+    """Package version plus the git commit of the working tree when there is one."""
+    try:
+        from importlib.metadata import version
+
+        base = version("nse-trader")
+    except Exception:
+        base = "unknown"
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{base}+g{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return base
+
+
+def running_spec() -> tuple[str, str, tuple[str, ...]] | None:
+    """(hash, version, names) of the feature calculator in this process, None if absent."""
+    try:
+        from engine.features import spec  # imported lazily: the model package must load alone
+    except ImportError:
+        return None
+    names = tuple(getattr(spec, "FEATURE_NAMES", ()))
+    return str(spec.SPEC_HASH), str(getattr(spec, "SPEC_VERSION", "")), names
+
+
+def check_spec(what: str, model_hash: str, running_hash: str | None) -> None:
+    """Refuse a model trained on another feature spec (no-op when nothing is running)."""
+    if running_hash is not None and model_hash != running_hash:
+        raise SpecMismatchError(what, model_hash, running_hash)
+
+
+def bundle_to_dict(bundle: ModelBundle) -> dict[str, Any]:
+    state = {
+        k: v.detach().to("cpu", torch.float32).clone() for k, v in bundle.model.state_dict().items()
+    }
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class_names": list(CLASS_NAMES),
+        "state_dict": state,
+        "model_config": bundle.config.to_dict(),
+        "feature_spec": {
+            "hash": bundle.spec_hash,
+            "version": bundle.spec_version,
+            "names": list(bundle.feature_names),
+        },
+        "scaler": {
+            "mean": torch.from_numpy(bundle.scaler.mean.astype(np.float64)),
+            "scale": torch.from_numpy(bundle.scaler.scale.astype(np.float64)),
+            "n_samples": int(bundle.scaler.n_samples),
+        },
+        "label_config": None if bundle.label_config is None else bundle.label_config.to_dict(),
+        "data_config": {
+            "cross_sessions": bool(bundle.cross_sessions),
+            "interval_minutes": bundle.interval_minutes,
+        },
+        "metrics": bundle.metrics,
+        "code_version": bundle.code_version or code_version(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": bundle.source,
+    }
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> str:
+    """Write the model file atomically (temp file + rename); returns the model hash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(bundle_to_dict(bundle), tmp)
+    tmp.replace(path)
+    return bundle.model_hash
+
+
+def _require(raw: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in raw:
+        raise CheckpointError(f"{path}: model file has no {key!r} entry")
+    return raw[key]
+
+
+def bundle_from_dict(raw: dict[str, Any], path: Path) -> ModelBundle:
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not an nse-trader model file (format {raw.get('format')!r}); a PyTorch "
+            "Lightning checkpoint must first be imported with `trader model import`"
+        )
+    if int(raw.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: model file format version {raw['format_version']} is newer than this "
+            f"code understands ({FORMAT_VERSION})"
+        )
+    try:
+        config = ModelConfig.from_dict(_require(raw, "model_config", path))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    model = IntradayClassifier(config)
+    try:
+        model.load_state_dict(_require(raw, "state_dict", path))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {exc}") from None
+    model.eval()
+    spec = _require(raw, "feature_spec", path)
+    sc = _require(raw, "scaler", path)
+    scaler = Scaler(
+        mean=sc["mean"].numpy().astype(np.float64),
+        scale=sc["scale"].numpy().astype(np.float64),
+        n_samples=int(sc.get("n_samples", 0)),
+    )
+    if scaler.n_features != config.n_features:
+        raise CheckpointError(
+            f"{path}: scaler has {scaler.n_features} features, network expects {config.n_features}"
+        )
+    data = raw.get("data_config") or {}
+    labels = raw.get("label_config")
+    return ModelBundle(
+        model=model,
+        scaler=scaler,
+        spec_hash=str(spec.get("hash", "")),
+        feature_names=tuple(spec.get("names") or ()),
+        spec_version=str(spec.get("version") or ""),
+        label_config=None if labels is None else LabelConfig.from_dict(labels),
+        cross_sessions=bool(data.get("cross_sessions", True)),
+        interval_minutes=data.get("interval_minutes"),
+        metrics=dict(raw.get("metrics") or {}),
+        code_version=str(raw.get("code_version", "")),
+        source=dict(raw.get("source") or {}),
+    )
+
+
+def load_bundle(
+    path: str | Path, expected_spec_hash: str | _Current | None = CURRENT
+) -> ModelBundle:
+    """Read a model file with ``weights_only=True`` and check its feature spec.
+
+    ``expected_spec_hash``: ``CURRENT`` compares with the running calculator (when one is
+    importable), a string compares with that hash, ``None`` skips the check (inspection only).
+    """
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such model file") from None
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: cannot be read as a safe (weights-only) model file "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: model file holds a {type(raw).__name__}, not a dict")
+    bundle = bundle_from_dict(raw, path)
+    if isinstance(expected_spec_hash, _Current):
+        running = running_spec()
+        expected = None if running is None else running[0]
+    else:
+        expected = expected_spec_hash
+    check_spec(str(path), bundle.spec_hash, expected)
+    return bundle
