@@ -121,6 +121,9 @@ def run_and_report(
     )
     print(bars.quality)
     print(format_metrics(result.metrics, result))
+    calls = result.strategy_report.get("model_calls")
+    if calls:
+        print(format_model_calls(calls))
     if result.run_id:
         print(f"run_id: {result.run_id}  (trader runs show {result.run_id})")
     if args.json_out:
@@ -162,6 +165,19 @@ def format_metrics(metrics: dict[str, float], result: Any) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def format_model_calls(calls: dict[str, Any]) -> str:
+    """The model's calls against realised labels: accuracy overall and per class."""
+    per_class = calls.get("per_class_accuracy", {})
+    parts = ", ".join(f"{k} {v:.1%}" for k, v in per_class.items() if v is not None)
+    support = calls.get("support", {})
+    total = sum(support.values())
+    majority = max(support.values()) / total if total else float("nan")
+    return (
+        f"model calls       accuracy {calls.get('accuracy', 0):.1%} on {calls.get('scored', 0)} "
+        f"labelled bars ({parts}); always-the-most-common-class would score {majority:.1%}"
+    )
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -268,8 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--symbols", type=int, default=5)
     demo.add_argument("--days", type=int, default=60)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--epochs", type=int, default=3, help="demo model training epochs")
+    demo.add_argument("--model-dir", default="runs/demo-model")
     add_run_options(demo)
-    demo.set_defaults(func=cmd_demo, db="demo.db", mode="backtest")
+    demo.set_defaults(func=cmd_demo, db="demo.db", mode="backtest", strategy="model")
 
     paper = sub.add_parser("paper", help="paper-trading daemon (simulated broker, live pacing)")
     paper.add_argument(

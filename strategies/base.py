@@ -108,6 +108,11 @@ class Strategy:
         alone (e.g. model predictions from features ≤ that bar) in large batches. The handlers
         must then decide exactly as they would bar by bar; paper and live never call this."""
 
+    def report(self) -> dict[str, Any]:
+        """Strategy-specific results to print and store with a backtest (e.g. how the model's
+        calls scored against the labels realised over the period)."""
+        return {}
+
     def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None:
         """A bar slice closed; decide on it."""
 

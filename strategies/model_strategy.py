@@ -133,6 +133,7 @@ class ModelStrategy(Strategy):
         self._predictor = predictor
         self._online: OnlinePredictor | None = None
         self._ahead: PredictionTable | None = None
+        self._table: FeatureTable | None = None
         self._spec_checked = False
         self._bars: BarSlice | None = None
         self._alloc(128)
@@ -168,7 +169,17 @@ class ModelStrategy(Strategy):
     def prepare_replay(self, bars: LoadedBars, progress: bool = False) -> None:
         from models.feature_source import table_from_loaded_bars
 
-        self.prepare_backtest(table_from_loaded_bars(bars), progress)
+        self._table = table_from_loaded_bars(bars)
+        self.prepare_backtest(self._table, progress)
+
+    def report(self) -> dict[str, Any]:
+        """The model's calls over the replayed period against the realised labels."""
+        if self._ahead is None or self._table is None:
+            return {}
+        from models.predictions import score_predictions
+
+        label_cfg = self.predictor.bundles[0].label_config
+        return {"model_calls": score_predictions(self._ahead, self._table, label_cfg)}
 
     def prepare_backtest(self, table: FeatureTable, progress: bool = False) -> bool:
         """Compute (or load cached) predictions for every window of ``table``; True if cached.

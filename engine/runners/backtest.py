@@ -37,6 +37,7 @@ class BacktestResult:
     quality: dict[str, Any]
     elapsed_s: float
     pipeline: Pipeline = field(repr=False)
+    strategy_report: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class BacktestResult:
             "risk_denials": self.denials,
             "data_quality": self.quality,
             "elapsed_seconds": self.elapsed_s,
+            **self.strategy_report,
         }
 
 
@@ -172,6 +174,7 @@ async def run_backtest(
         bars.quality.as_dict(),
         elapsed,
         pipe,
+        strategy.report(),
     )
 
 

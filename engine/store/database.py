@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from engine.store.schema import Base
@@ -40,6 +40,7 @@ def open_database(url: str | None) -> Engine:
     for attempt in range(5):
         try:
             Base.metadata.create_all(engine)
+            add_missing_columns(engine)
             break
         except OperationalError:
             # another process (the daemon, a `trader runs` reader) created a table between our
@@ -48,3 +49,24 @@ def open_database(url: str | None) -> Engine:
                 raise
             time.sleep(0.05 * (attempt + 1))
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Bring a database made by an older version up to date: new nullable columns are added in
+    place (nothing stored is touched); anything else is refused with what to do."""
+    existing = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        if not existing.has_table(table.name):
+            continue
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise ValueError(
+                    f"database {engine.url}: table {table.name} lacks column {column.name}, "
+                    "which this version needs and cannot add to existing rows; use a new --db"
+                )
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

@@ -127,16 +127,76 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
 
 def test_failed_run_is_stored_as_failed_and_earlier_runs_survive(tmp_path, monkeypatch):
     db = tmp_path / "x.db"
-    assert main(["demo", "--days", "2", "--symbols", "2", "--db", str(db), "--no-progress"]) == 0
+    demo = ["demo", "--strategy", "sma_cross", "--days", "2", "--symbols", "2"]
+    assert main([*demo, "--db", str(db), "--no-progress"]) == 0
     import strategies.sma_cross as sma
 
     def explode(*a, **k):
         raise RuntimeError("kernel blew up")
 
     monkeypatch.setattr(sma.SmaCross, "on_bars", explode)
-    assert main(["demo", "--days", "2", "--symbols", "2", "--db", str(db), "--no-progress"]) == 1
+    assert main([*demo, "--db", str(db), "--no-progress"]) == 1
     with open_database(str(db)).connect() as conn:
         rows = conn.execute(select(RunRow.status, RunRow.error)).all()
     statuses = sorted(r.status for r in rows)
     assert statuses == ["failed", "finished"]
     assert any("kernel blew up" in (r.error or "") for r in rows)
+
+
+def test_database_from_an_older_version_gains_new_columns(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE TABLE runs (run_id VARCHAR(32) PRIMARY KEY, mode VARCHAR(8) NOT NULL, "
+        "strategy VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, created_at VARCHAR(40) "
+        "NOT NULL, finished_at VARCHAR(40), config_json TEXT NOT NULL, code_version VARCHAR(64) "
+        "NOT NULL, data_fingerprint VARCHAR(64) NOT NULL, spec_hash VARCHAR(64), model_hash "
+        "VARCHAR(64), bars_processed BIGINT NOT NULL, last_bar_ts BIGINT, metrics_json TEXT, "
+        "quality_json TEXT, error TEXT)"
+    )
+    con.execute(
+        "INSERT INTO runs VALUES ('old1', 'backtest', 'sma_cross', 'finished', 'x', "
+        "NULL, '{}', 'v0', 'fp', NULL, NULL, 10, NULL, NULL, NULL, NULL)"
+    )
+    con.commit()
+    con.close()
+    assert (
+        main(
+            [
+                "demo",
+                "--strategy",
+                "sma_cross",
+                "--days",
+                "2",
+                "--symbols",
+                "1",
+                "--db",
+                str(db),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    with open_database(str(db)).connect() as conn:
+        rows = conn.execute(select(RunRow.run_id, RunRow.cash).order_by(RunRow.created_at)).all()
+    cash = {r.run_id: r.cash for r in rows}
+    assert len(cash) == 2 and cash.pop("old1") is None  # the old run is still there
+    assert next(iter(cash.values())) is not None  # the new column is used
+
+
+def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys):
+    db, out = tmp_path / "demo.db", tmp_path / "demo.json"
+    code = main(["demo", "--days", "12", "--symbols", "2", "--epochs", "1", "--model-dir",
+                 str(tmp_path / "m"), "--db", str(db), "--json", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "training a small model" in printed and "model calls" in printed
+    result = json.loads(out.read_text())
+    assert result["model_calls"]["scored"] > 0
+    with open_database(str(db)).connect() as conn:
+        run = conn.execute(select(RunRow)).one()
+    config = json.loads(run.config_json)
+    assert run.strategy == "model" and config["model_hash"]
+    assert list((tmp_path / "m").glob("intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
