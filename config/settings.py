@@ -98,10 +98,14 @@ class SettingsError(ValueError):
     """A setting is invalid; the message names it."""
 
 
+#: TRADER_* variables that configure the process, not the engine's settings
+NOT_SETTINGS = frozenset({"TRADER_DB", "TRADER_TOKEN", "TRADER_TOKEN_FILE"})
+
+
 def _env_overrides(prefix: str = "TRADER_") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in os.environ.items():
-        if not key.startswith(prefix) or key in {"TRADER_DB", "TRADER_TOKEN"}:
+        if not key.startswith(prefix) or key in NOT_SETTINGS:
             continue
         path = key[len(prefix) :].lower().split("__")
         node = out

@@ -106,7 +106,7 @@ def build_pipeline(
     broker = broker or simulated_broker(bus, settings)
     pending = PendingBook()
     state = TradingStateMachine(bus.publish, bus.next_seq)
-    monitor = RiskMonitor(bus, settings.risk, portfolio, state)
+    monitor = RiskMonitor(bus, settings.risk, portfolio, state, broker)
     # Without intraday square-off, positions may be held overnight, and an order decided on the
     # session's last bar fills at the next session's open: no trading window then.
     window = (

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from config.settings import RiskSettings
 from engine.bus import EventBus
-from engine.events import BarSlice, BrokerEvent, OrderIntent, Side, TradingState
+from engine.events import BarSlice, BrokerEvent, Order, OrderIntent, Side, TradingState
 from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
 from risk.gates import AccountView
 from risk.state import TradingStateMachine
@@ -24,11 +24,25 @@ class Holdings(AccountView, Protocol):  # the monitor also needs what to flatten
     def holdings(self) -> dict[str, int]: ...
 
 
+class OrderCanceller(Protocol):
+    """The part of a broker the monitor needs: stop what is in flight before flattening."""
+
+    def open_orders(self) -> list[Order]: ...
+
+    async def cancel(self, order_id: str, reason: str = "") -> None: ...
+
+
 class RiskMonitor:
     def __init__(
-        self, bus: EventBus, settings: RiskSettings, account: Holdings, state: TradingStateMachine
+        self,
+        bus: EventBus,
+        settings: RiskSettings,
+        account: Holdings,
+        state: TradingStateMachine,
+        orders: OrderCanceller,
     ) -> None:
         self._bus = bus
+        self._orders = orders
         self._account = account
         self.state = state
         self._max_dd = settings.max_drawdown_pct / 100.0
@@ -95,7 +109,13 @@ class RiskMonitor:
         await self.flatten(ts_ns, "kill switch")
 
     async def flatten(self, ts_ns: int, reason: str, only: str | None = None) -> None:
-        """Market intents closing every holding (or one symbol), raised as the "risk" source."""
+        """Cancel open orders (all, or the symbol's), then close what is held with market
+        intents from the "risk" source. Cancelling first matters: an entry still in flight would
+        otherwise fill after the flatten, and an exit in flight would double the close and flip
+        the position."""
+        for order in self._orders.open_orders():
+            if only is None or order.symbol == only:
+                await self._orders.cancel(order.order_id, reason)
         for symbol, qty in sorted(self._account.holdings().items()):
             if only is not None and symbol != only:
                 continue

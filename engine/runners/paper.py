@@ -133,6 +133,7 @@ class PaperSession:
         self.status = PaperStatus(run_id=self.recorder.run_id, mode=settings.mode)
         self.stop = asyncio.Event()
         self._in_bar = False
+        self._bar_lock = asyncio.Lock()
 
     async def run(self) -> PaperStatus:
         pipe, recorder, status = self.pipe, self.recorder, self.status
@@ -173,16 +174,12 @@ class PaperSession:
                     if day != -1:
                         self._end_of_day()
                     day = local_day(bars.ts_ns)
-                started = time.perf_counter()
-                self._in_bar = True
-                await pipe.bus.publish(bars)
-                self._in_bar = False
-                status.decision_latency_s.append(time.perf_counter() - started)
-                del status.decision_latency_s[:-1000]
-                status.bars_processed += 1
-                status.last_bar_ts = bars.ts_ns
-                status.feed_lag_s = max(0.0, time.time() - (bars.ts_ns + bars.interval_ns) / 1e9)
-                recorder.commit_bar(pipe.portfolio, status.bars_processed, pipe.state)
+                async with self._bar_lock:  # controls wait for the bar's transaction
+                    started = time.perf_counter()
+                    self._in_bar = True
+                    await pipe.bus.publish(bars)
+                    self._in_bar = False
+                    self._record_bar(bars, started)
                 last = bars
             finished = self.source.finite and not self.stop.is_set()
             if finished and last is not None:
@@ -197,6 +194,15 @@ class PaperSession:
         finally:
             await pipe.broker.stop()
         return status
+
+    def _record_bar(self, bars: BarSlice, started: float) -> None:
+        status = self.status
+        status.decision_latency_s.append(time.perf_counter() - started)
+        del status.decision_latency_s[:-1000]
+        status.bars_processed += 1
+        status.last_bar_ts = bars.ts_ns
+        status.feed_lag_s = max(0.0, time.time() - (bars.ts_ns + bars.interval_ns) / 1e9)
+        self.recorder.commit_bar(self.pipe.portfolio, status.bars_processed, self.pipe.state)
 
     def _between_bars(self, _event: object) -> None:
         """A live broker reports fills whenever Kite does; store them at once, not with the
@@ -247,21 +253,25 @@ class PaperSession:
         return self.status.last_bar_ts or self.pipe.portfolio.ts_ns
 
     async def kill_switch(self, who: str) -> None:
-        """HALTED + flatten everything; only ``resume`` lifts it."""
-        await self.pipe.monitor.kill_switch(self._now_ns(), who)
-        self._commit_now()
+        """HALTED + cancel + flatten everything; only ``resume`` lifts it."""
+        async with self._bar_lock:
+            await self.pipe.monitor.kill_switch(self._now_ns(), who)
+            self._commit_now()
 
     async def resume_trading(self, who: str) -> None:
-        await self.pipe.state.resume(self._now_ns(), who, f"operator resume by {who}")
-        self._commit_now()
+        async with self._bar_lock:
+            await self.pipe.state.resume(self._now_ns(), who, f"operator resume by {who}")
+            self._commit_now()
 
     async def flatten(self, symbol: str, who: str) -> bool:
         """Close one symbol's position; False if nothing is held in it."""
-        if symbol not in self.pipe.portfolio.holdings():
-            return False
-        await self.pipe.monitor.flatten(self._now_ns(), f"flatten {symbol} by {who}", only=symbol)
-        self._commit_now()
-        return True
+        async with self._bar_lock:
+            if symbol not in self.pipe.portfolio.holdings():
+                return False
+            reason = f"flatten {symbol} by {who}"
+            await self.pipe.monitor.flatten(self._now_ns(), reason, only=symbol)
+            self._commit_now()
+            return True
 
     def _commit_now(self) -> None:
         self.recorder.commit_bar(self.pipe.portfolio, self.status.bars_processed, self.pipe.state)

@@ -10,6 +10,7 @@ taken between two statements of a bar's transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,7 @@ def thin(values: np.ndarray, limit: int) -> list[int]:
     buckets = max(1, (limit - 1) // 2)
     edges = np.linspace(0, n, buckets + 1).astype(int)
     keep: set[int] = {n - 1}
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges.tolist()):
         if hi > lo:
             chunk = values[lo:hi]
             keep.add(lo + int(np.argmin(chunk)))
