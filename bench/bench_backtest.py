@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--anchor-repeat", type=int, default=3)
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
+    parser.add_argument("--write", action="store_true", help="write to docs/benchmarks.md")
     args = parser.parse_args()
 
     mine = ours_single(args.repeat)
@@ -232,9 +232,9 @@ def main() -> None:
     for script in ("backtrader_sma.py", "nautilus_sma.py"):
         res = anchor(script, args.anchor_repeat)
         if res is not None:
-            anchors.append(
-                (f"{res['framework']} {res['version']}", res["bars_per_second"], res["trades"])
-            )
+            # closed round trips + a position still open at the end = backtesting.py's count
+            trades = int(res["trades"] + res.get("open_position_at_end", 0))
+            anchors.append((f"{res['framework']} {res['version']}", res["bars_per_second"], trades))
     for name, bps, trades in anchors:
         rows.append((name, bps, trades, f"{ours_bps / bps:.1f}×"))
     uni = ours_universe(args.symbols, args.days, 3)
