@@ -133,7 +133,10 @@ def record(engine: Engine, result: GateResult, to_mode: str = "live") -> int:
                 operator=_operator(),
             )
         )  # fmt: skip
-        return int(row.inserted_primary_key[0])
+        key = row.inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the promotion row")
+        return int(key[0])
 
 
 def _operator() -> str:

@@ -107,6 +107,9 @@ class SmaCross(Strategy):
         super().__init__(params)
         p: SmaCrossParams = self.params  # type: ignore[assignment]
         self._fast, self._slow, self._qty = p.fast, p.slow, p.qty
+        self._ring = np.zeros((0, self._slow))
+        self._acc = np.zeros((0, 9))
+        self._cnt = np.zeros((0, 3), dtype=np.int64)
         self._alloc(64)
 
     def _alloc(self, capacity: int) -> None:
@@ -114,9 +117,8 @@ class SmaCross(Strategy):
         ring = np.zeros((capacity, self._slow))
         acc = np.zeros((capacity, 9))
         cnt = np.zeros((capacity, 3), dtype=np.int64)
-        if hasattr(self, "_ring"):
-            n = self._ring.shape[0]
-            ring[:n], acc[:n], cnt[:n] = self._ring, self._acc, self._cnt
+        n = self._ring.shape[0]
+        ring[:n], acc[:n], cnt[:n] = self._ring, self._acc, self._cnt
         self._ring, self._acc, self._cnt = ring, acc, cnt
         self._signal = np.zeros(capacity, dtype=np.int8)
 

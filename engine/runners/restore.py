@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -120,7 +121,7 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _restore_risk(pipe: Pipeline, run: Any, equity: list[Any]) -> None:
+def _restore_risk(pipe: Pipeline, run: Any, equity: Sequence[Any]) -> None:
     state = pipe.state
     state.state = TradingState(run.risk_state or TradingState.ACTIVE)
     state.reason = run.risk_reason or ""

@@ -188,8 +188,24 @@ def test_database_from_an_older_version_gains_new_columns(tmp_path):
 
 def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys):
     db, out = tmp_path / "demo.db", tmp_path / "demo.json"
-    code = main(["demo", "--days", "12", "--symbols", "2", "--epochs", "1", "--model-dir",
-                 str(tmp_path / "m"), "--db", str(db), "--json", str(out), "--no-progress"])
+    code = main(
+        [
+            "demo",
+            "--days",
+            "12",
+            "--symbols",
+            "2",
+            "--epochs",
+            "1",
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--db",
+            str(db),
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "training a small model" in printed and "model calls" in printed
