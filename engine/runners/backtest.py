@@ -15,9 +15,10 @@ from config.settings import EngineSettings
 from engine.bus import HandlerError
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
-from engine.events import Fill, Side, ts_to_ist
+from engine.events import Fill, Side
 from engine.metrics import compute_metrics
 from engine.pipeline import Pipeline, build_pipeline, run_config
+from engine.store.queries import trade_dict
 from engine.store.recorder import RunRecorder
 from strategies.base import Strategy
 
@@ -56,20 +57,10 @@ class BacktestResult:
 
 def trade_dicts(pipe: Pipeline) -> list[dict[str, Any]]:
     return [
-        {
-            "symbol": t.symbol,
-            "side": "LONG" if t.side > 0 else "SHORT",
-            "qty": t.qty,
-            "entry_time": ts_to_ist(t.entry_ts_ns).isoformat(),
-            "entry_price": t.entry_price,
-            "exit_time": ts_to_ist(t.exit_ts_ns).isoformat(),
-            "exit_price": t.exit_price,
-            "pnl": t.pnl,
-            "costs": t.costs,
-            "exit_reason": t.exit_reason,
-        }
+        trade_dict(t.symbol, t.side, t.qty, t.entry_ts_ns, t.entry_price, t.exit_ts_ns,
+                   t.exit_price, t.pnl, t.costs, t.exit_reason)
         for t in pipe.portfolio.trades
-    ]
+    ]  # fmt: skip
 
 
 async def finalize_positions(pipe: Pipeline, ts_ns: int) -> None:

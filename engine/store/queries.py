@@ -13,6 +13,38 @@ from engine.events import ts_to_ist
 from engine.store.schema import EquityRow, FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
 
 
+def trade_dict(
+    symbol: str, side: int, qty: int, entry_ts_ns: int, entry_price: float, exit_ts_ns: int,
+    exit_price: float, pnl: float, costs: float, exit_reason: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The one shape a trade has outside the engine: JSON results, `runs show`, reports,
+    `compare`."""
+    return {
+        "symbol": symbol,
+        "side": "LONG" if side > 0 else "SHORT",
+        "qty": qty,
+        "entry_time": ts_to_ist(entry_ts_ns).isoformat(),
+        "entry_price": entry_price,
+        "exit_time": ts_to_ist(exit_ts_ns).isoformat(),
+        "exit_price": exit_price,
+        "pnl": pnl,
+        "costs": costs,
+        "exit_reason": exit_reason,
+    }
+
+
+def risk_event_dict(e: Any) -> dict[str, Any]:
+    """A stored risk event for readers (runs show, dashboard)."""
+    return {
+        "time": ts_to_ist(e.ts).isoformat(),
+        "kind": e.kind,
+        "gate": e.gate,
+        "symbol": e.symbol,
+        "reason": e.reason,
+        "state": e.state,
+    }
+
+
 def load_run(engine: Any, run_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
         run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).first()
@@ -46,31 +78,21 @@ def load_run(engine: Any, run_id: str) -> dict[str, Any]:
         "error": run.error,
         **counts,
         "trades": [
-            {
-                "symbol": t.symbol,
-                "side": "LONG" if t.side > 0 else "SHORT",
-                "qty": t.qty,
-                "entry_time": ts_to_ist(t.entry_ts).isoformat(),
-                "entry_price": t.entry_price,
-                "exit_time": ts_to_ist(t.exit_ts).isoformat(),
-                "exit_price": t.exit_price,
-                "pnl": t.pnl,
-                "costs": t.costs,
-                "exit_reason": t.exit_reason,
-            }
+            trade_dict(
+                t.symbol,
+                t.side,
+                t.qty,
+                t.entry_ts,
+                t.entry_price,
+                t.exit_ts,
+                t.exit_price,
+                t.pnl,
+                t.costs,
+                t.exit_reason,
+            )
             for t in trades
         ],
-        "risk_events": [
-            {
-                "time": ts_to_ist(e.ts).isoformat(),
-                "kind": e.kind,
-                "gate": e.gate,
-                "symbol": e.symbol,
-                "reason": e.reason,
-                "state": e.state,
-            }
-            for e in risk
-        ],
+        "risk_events": [risk_event_dict(e) for e in risk],
     }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 
 from engine.events import ts_to_ist
+from engine.store.queries import risk_event_dict
 from engine.store.schema import (
     EquityRow,
     FillRow,
@@ -200,16 +201,6 @@ def read_snapshot(engine: Engine, run_id: str, curve: CurveCache) -> dict[str, A
             }
             for f in fills
         ],
-        "risk_events": [
-            {
-                "time": ist(e.ts),
-                "kind": e.kind,
-                "gate": e.gate,
-                "symbol": e.symbol,
-                "reason": e.reason,
-                "state": e.state,
-            }
-            for e in risk
-        ],
+        "risk_events": [risk_event_dict(e) for e in risk],
         "curve": curve.points(),
     }
