@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import time
+from datetime import date, time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,6 +42,7 @@ class SessionSettings(_Strict):
     close: time = time(15, 30)
     square_off: time = time(15, 20)
     square_off_enabled: bool = True
+    holidays: tuple[date, ...] = ()  # exchange holidays (weekends are never sessions)
 
 
 class RiskSettings(_Strict):

@@ -199,15 +199,46 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     speed = parse_speed(args.speed)
     prepared = prepare_run(args, profile="paper")
+    if args.feed == "kite":
+        return _paper_on_kite(args, prepared)
     bars, label = _feed_bars(args)
     from engine.daemon import run_daemon
 
     return run_daemon(args, prepared, bars, label, speed)
 
 
+def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
+    """Paper trading on live Kite prices: Kite's feed, the simulated broker, NSE sessions."""
+    from brokers.kite.auth import load_credentials
+    from brokers.kite.settings import KiteSettings
+    from config.calendar import NseCalendar
+    from engine.daemon import serve_session
+    from engine.runners.live import kite_source
+    from engine.runners.paper import PaperSession
+    from engine.store.database import open_database
+
+    settings, strategy = prepared
+    if not args.kite_symbols:
+        raise UserError("--feed kite needs --kite-symbols INFY,RELIANCE,…")
+    symbols = [s.strip() for s in args.kite_symbols.split(",") if s.strip()]
+    kite, credentials = KiteSettings.from_env(), load_credentials()
+
+    async def go() -> int:
+        source = await kite_source(
+            settings, kite, credentials, symbols, calendar=NseCalendar(settings.session)
+        )
+        session = PaperSession(
+            source, strategy, settings, open_database(args.db), resume=args.resume
+        )
+        return await serve_session(session, args.host, args.port)
+
+    return asyncio.run(go())
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from brokers.kite.auth import load_credentials
     from brokers.kite.settings import KiteSettings
+    from config.calendar import NseCalendar
     from engine.daemon import serve_session
     from engine.pipeline import run_config
     from engine.runners.live import live_session
@@ -226,7 +257,14 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         session = await live_session(
-            settings, strategy, engine, kite, credentials, symbols, resume=args.resume
+            settings,
+            strategy,
+            engine,
+            kite,
+            credentials,
+            symbols,
+            resume=args.resume,
+            calendar=NseCalendar(settings.session),
         )
         return await serve_session(session, args.host, args.port)
 
@@ -246,7 +284,8 @@ def _feed_bars(args: argparse.Namespace) -> tuple[Any, str]:
             print("no Kite credentials: replaying the synthetic market (--feed to choose)")
         else:
             raise UserError(
-                "the live Kite feed for paper trading is not wired yet; use --feed replay:PATH"
+                "Kite credentials found: choose --feed kite --kite-symbols … (paper on live "
+                "prices) or --feed replay:PATH"
             )
     kind, _, target = feed.partition(":")
     if kind != "replay" or not target:
@@ -292,8 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     paper = sub.add_parser("paper", help="paper-trading daemon (simulated broker, live pacing)")
     paper.add_argument(
         "--feed",
-        help="replay:PATH[,PATH…] or replay:synthetic (default when no Kite credentials exist)",
+        help="kite (live prices), replay:PATH[,PATH…] or replay:synthetic "
+        "(the default when no Kite credentials exist)",
     )
+    paper.add_argument("--kite-symbols", help="--feed kite: trading symbols, comma-separated")
     paper.add_argument("--speed", default="1x", help="replay pace: 1x, 60x, … or max")
     paper.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/crashed run")
     paper.add_argument("--host", default="127.0.0.1", help="HTTP API bind address")

@@ -8,18 +8,24 @@ slices and runs the ticker client, closing quiet slots by the wall clock once a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import structlog
 
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.ticker_client import TickerClient
 from brokers.kite.ticker_protocol import IST
+from config.calendar import NseCalendar
 from engine.events import BarSlice
 from engine.sessions import local_day
 from engine.universe import Universe
+
+log = structlog.get_logger()
+SESSION_LEAD = timedelta(minutes=1)  # connect before the open: the first ticks are the auction's
+SESSION_TAIL = timedelta(minutes=1)  # and stay past the close for late ticks of the last bar
 
 
 class BatchToSlice:
@@ -57,6 +63,9 @@ class KiteLiveSource:
         grace_s: float = 2.0,
         on_stale: Callable[[float], Any] | None = None,
         flush_interval_s: float | None = 1.0,
+        calendar: NseCalendar | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(IST),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.interval_minutes = interval_minutes
         self.fingerprint = "kite-live"
@@ -66,14 +75,47 @@ class KiteLiveSource:
         self._client_factory = client_factory
         self._on_stale = on_stale
         self._flush_interval_s = flush_interval_s  # None: bars close by tick time only
+        self._calendar = calendar  # None: stream whenever started (tests, ad-hoc sessions)
+        self._now = now
+        self._sleep = sleep
         self.client: TickerClient | None = None
 
     async def stream(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
     ) -> AsyncIterator[BarSlice]:
+        """Session after session: idle until a minute before the next open (weekends and
+        holidays skipped), stream until the close, close the day's last bars, repeat."""
+        to_slice = BatchToSlice(universe)
+        while not stop.is_set():
+            until: datetime | None = None
+            if self._calendar is not None:
+                start, end = self._calendar.current_or_next(self._now())
+                wait = (start - SESSION_LEAD - self._now()).total_seconds()
+                if wait > 0:
+                    log.info("feed.idle", next_open=start.isoformat(), seconds=round(wait))
+                    if await self._wait(stop, wait):
+                        return
+                until = end + SESSION_TAIL
+            async for bars in self._session(to_slice, next_seq, stop, until):
+                yield bars
+            if self._calendar is None:
+                return
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stopped first; True if stopped."""
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        sleeper.cancel()
+        stopper.cancel()
+        return stop.is_set()
+
+    async def _session(
+        self, to_slice: BatchToSlice, next_seq: Callable[[], int], stop: asyncio.Event,
+        until: datetime | None,
+    ) -> AsyncIterator[BarSlice]:  # fmt: skip
         queue: asyncio.Queue[BarBatch] = asyncio.Queue()
         aggregator = self._aggregator
-        to_slice = BatchToSlice(universe)
 
         def on_ticks(ticks: list[Any], received_at: datetime) -> None:
             for tick in ticks:
@@ -85,21 +127,35 @@ class KiteLiveSource:
         await client.subscribe(list(self._tokens), "full")
         reader = asyncio.create_task(client.run())
 
+        closed = asyncio.Event()
+
         async def clock(every: float) -> None:
             while True:
                 await asyncio.sleep(every)
-                for batch in aggregator.flush(datetime.now(IST)):
+                now = self._now()
+                for batch in aggregator.flush(now):
                     queue.put_nowait(batch)
+                if until is not None and now >= until:
+                    for batch in aggregator.close():  # the day's last bars
+                        queue.put_nowait(batch)
+                    closed.set()
+                    return
 
         every = self._flush_interval_s
         ticker = asyncio.create_task(clock(every) if every else stop.wait())
         stopper = asyncio.create_task(stop.wait())
+        ender = asyncio.create_task(closed.wait())
         try:
             while not stop.is_set():
+                if closed.is_set() and queue.empty():
+                    break  # session over and every bar handed out
                 getter = asyncio.create_task(queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, stopper, reader}, return_when=asyncio.FIRST_COMPLETED
+                    {getter, stopper, reader, ender}, return_when=asyncio.FIRST_COMPLETED
                 )
+                if ender in done and getter not in done:
+                    getter.cancel()
+                    continue
                 if getter not in done:
                     getter.cancel()
                     if reader in done:
@@ -107,7 +163,7 @@ class KiteLiveSource:
                     break
                 yield to_slice(getter.result(), next_seq())
         finally:
-            for task in (ticker, stopper):
+            for task in (ticker, stopper, ender):
                 task.cancel()
             await client.stop()
             reader.cancel()

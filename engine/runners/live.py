@@ -16,6 +16,7 @@ from brokers.kite.history import resolve_tokens
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
+from config.calendar import NseCalendar
 from config.settings import EngineSettings
 from engine.bus import EventBus
 from engine.data.live import KiteLiveSource
@@ -34,6 +35,26 @@ async def instrument_tokens(
     }
 
 
+async def kite_source(
+    settings: EngineSettings,
+    kite: KiteSettings,
+    credentials: KiteCredentials,
+    symbols: list[str],
+    *,
+    calendar: NseCalendar | None = None,
+    flush_interval_s: float | None = 1.0,
+) -> KiteLiveSource:
+    """Kite ticks → bars for ``symbols`` (the paper daemon on live prices, and live mode)."""
+    tokens = await instrument_tokens(kite, credentials, symbols)
+    return KiteLiveSource(
+        lambda **callbacks: TickerClient(kite, credentials, **callbacks),
+        tokens,
+        parse_interval(settings.interval),
+        flush_interval_s=flush_interval_s,
+        calendar=calendar,
+    )
+
+
 async def live_session(
     settings: EngineSettings,
     strategy: Strategy,
@@ -45,8 +66,13 @@ async def live_session(
     resume: str | None = None,
     broker_options: dict[str, Any] | None = None,
     flush_interval_s: float | None = 1.0,
+    calendar: NseCalendar | None = None,
 ) -> PaperSession:
-    tokens = await instrument_tokens(kite, credentials, symbols)
+    """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion."""
+    source = await kite_source(
+        settings, kite, credentials, symbols, calendar=calendar,
+        flush_interval_s=flush_interval_s,
+    )  # fmt: skip
 
     def broker(bus: EventBus, run_id: str) -> KiteBroker:
         # the run id namespaces order tags: "o1" of today's run is not "o1" of yesterday's
@@ -55,10 +81,4 @@ async def live_session(
             tag_namespace=run_id, **(broker_options or {}),
         )  # fmt: skip
 
-    source = KiteLiveSource(
-        lambda **callbacks: TickerClient(kite, credentials, **callbacks),
-        tokens,
-        parse_interval(settings.interval),
-        flush_interval_s=flush_interval_s,
-    )
     return PaperSession(source, strategy, settings, db, resume=resume, broker_factory=broker)

@@ -192,3 +192,35 @@ async def test_live_session_survives_a_dropped_feed_and_failing_order_api(tmp_pa
     assert len(stamps) == len(set(stamps)) == run.bars_processed >= BARS_CLOSED - 1
     last = start_of(PATH) + timedelta(minutes=BARS_CLOSED - 1)
     assert run.last_bar_ts == int(last.timestamp()) * 1_000_000_000
+
+
+async def test_paper_on_live_kite_prices_never_sends_orders_to_kite(tmp_path):
+    from engine.runners.live import kite_source
+    from engine.runners.paper import PaperSession
+    from engine.store.database import open_database
+
+    engine = open_database(str(tmp_path / "paper-kite.db"))
+    settings = load_settings("paper", interval="1minute")
+    async with FakeKite(heartbeat_s=0.2) as fake:
+        fake.add_instrument(INFY, "INFY")
+        source = await kite_source(
+            settings, fake.settings(), fake.credentials(), ["INFY"], flush_interval_s=None
+        )
+        session = PaperSession(source, SmaCross(PARAMS), settings, engine)
+        recorded = set(fake.orders)
+        task = asyncio.create_task(session.run())
+        await fake.ticker.wait_subscribed([INFY], "full")
+        start = start_of(PATH) + timedelta(seconds=10)
+        for k, price in enumerate(PATH):
+            await fake.ticker.push([tick(start + timedelta(minutes=k), float(price), 1000 * k)])
+            closed = int((start_of(PATH) + timedelta(minutes=k - 1)).timestamp()) * 10**9
+            await until(lambda closed=closed: session.status.last_bar_ts >= closed, 3.0)
+        session.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert set(fake.orders) == recorded  # the simulated broker filled everything
+    with engine.connect() as conn:
+        fills = conn.execute(select(FillRow).order_by(FillRow.seq)).all()
+    assert [(f.side, f.mode) for f in fills] == [(1, "paper"), (-1, "paper")]
+    # one tick per bar, so each bar's open is that tick: the BUY decided on the 09:22 bar
+    # fills at the 09:23 bar's open (106), as in a backtest — not when Kite would have filled
+    assert fills[0].price == 106.0
