@@ -54,13 +54,19 @@ class RiskMonitor:
         self._next_day_ns = -(1 << 62)
         self._day_start = account.equity
         self._last_equity = account.equity
+        self._day_level = self._day_start * (1.0 - self._daily)  # equity below: daily-loss check
+        self._reduce_level = self.peak * (1.0 - self._reduce_dd)  # equity below: drawdown check
 
     def restore_day(self, day: int, next_day_ns: int, day_start: float, last_equity: float) -> None:
         """Where the day's loss accounting stood at the last committed bar (crash recovery)."""
         self._day, self._next_day_ns = day, next_day_ns
         self._day_start, self._last_equity = day_start, last_equity
+        self._day_level = day_start * (1.0 - self._daily)
+        self._reduce_level = self.peak * (1.0 - self._reduce_dd)
 
     def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
+        """Per bar: a few float comparisons against precomputed equity levels; the ratios are
+        worked out only when a level is crossed, a day starts, or trading is not ACTIVE."""
         equity = self._account.equity
         new_day = bars.ts_ns >= self._next_day_ns
         if new_day:
@@ -68,18 +74,20 @@ class RiskMonitor:
             self._day = day
             self._next_day_ns = (day + 1) * NS_PER_DAY - IST_OFFSET_NS
             self._day_start = self._last_equity
+            self._day_level = self._day_start * (1.0 - self._daily)
         self._last_equity = equity
         if equity > self.peak:
             self.peak = equity
-        drawdown = 1.0 - equity / self.peak if self.peak > 0 else 1.0
-        day_loss = 1.0 - equity / self._day_start if self._day_start > 0 else 1.0
+            self._reduce_level = equity * (1.0 - self._reduce_dd)
         if (
             not new_day
-            and self.state.state == TradingState.ACTIVE
-            and drawdown < self._reduce_dd
-            and day_loss < self._daily
+            and equity > self._reduce_level
+            and equity > self._day_level
+            and self.state.state is TradingState.ACTIVE
         ):
             return None
+        drawdown = 1.0 - equity / self.peak if self.peak > 0 else 1.0
+        day_loss = 1.0 - equity / self._day_start if self._day_start > 0 else 1.0
         return self._evaluate(bars.ts_ns, new_day, drawdown, day_loss)
 
     async def _evaluate(self, ts_ns: int, new_day: bool, drawdown: float, day_loss: float) -> None:

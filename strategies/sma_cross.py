@@ -31,22 +31,24 @@ class SmaCrossParams(StrategyParams):
             raise ValueError(f"parameter qty={self.qty} must be ≥ 1")
 
 
-# Per-symbol rolling-mean state, columns of ``acc`` (float) and ``cnt`` (int):
+# Per-symbol state: one float64 row per sid (one array keeps the kernel call cheap — numba
+# unboxes each array argument on every call). Counters are stored as floats: exact below 2**53.
 SUM, COMP_ADD, COMP_REMOVE = 0, 1, 2  # per window: fast at 0..2, slow at 3..5
 PREV_MEAN_FAST, PREV_MEAN_SLOW, LAST_VALUE = 6, 7, 8
-N_SEEN, RING_POS, SAME_RUN = 0, 1, 2
+N_SEEN, RING_POS, SAME_RUN = 9, 10, 11
+RING = 12  # the last ``slow`` closes start here
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _kahan(acc, s, base, comp, value):  # pragma: no cover - numba
-    y = value - acc[s, base + comp]
-    t = acc[s, base + SUM] + y
-    acc[s, base + comp] = t - acc[s, base + SUM] - y
-    acc[s, base + SUM] = t
+def _kahan(st, s, base, comp, value):  # pragma: no cover - numba
+    y = value - st[s, base + comp]
+    t = st[s, base + SUM] + y
+    st[s, base + comp] = t - st[s, base + SUM] - y
+    st[s, base + SUM] = t
 
 
 @nb.njit(cache=True, nogil=True)
-def _sma_cross_step(sid, close, ring, acc, cnt, fast, slow, signal):  # pragma: no cover - numba
+def _sma_cross_step(sid, close, st, fast, slow, signal):  # pragma: no cover - numba
     """Update both moving averages for each symbol; signal +1 cross up, -1 cross down, else 0.
 
     The window mean is computed the way pandas' ``rolling(n).mean()`` computes it — Kahan-
@@ -55,7 +57,7 @@ def _sma_cross_step(sid, close, ring, acc, cnt, fast, slow, signal):  # pragma: 
     decided bit for bit as in the reference research tools (backtesting.py on pandas).
     Returns the number of crosses, or -1 (nothing changed) if a sid exceeds the state capacity.
     """
-    capacity = cnt.shape[0]
+    capacity = st.shape[0]
     for k in range(sid.shape[0]):
         if sid[k] >= capacity:
             return -1
@@ -63,39 +65,39 @@ def _sma_cross_step(sid, close, ring, acc, cnt, fast, slow, signal):  # pragma: 
     for k in range(sid.shape[0]):
         s = sid[k]
         c = close[k]
-        p = cnt[s, RING_POS]
-        n = cnt[s, N_SEEN] + 1
-        cnt[s, N_SEEN] = n
+        p = int(st[s, RING_POS])
+        n = int(st[s, N_SEEN]) + 1
+        st[s, N_SEEN] = n
         if n > slow:
-            _kahan(acc, s, 3, COMP_REMOVE, -ring[s, p])
+            _kahan(st, s, 3, COMP_REMOVE, -st[s, RING + p])
         if n > fast:
-            _kahan(acc, s, 0, COMP_REMOVE, -ring[s, (p - fast) % slow])
-        ring[s, p] = c
-        cnt[s, RING_POS] = (p + 1) % slow
-        _kahan(acc, s, 3, COMP_ADD, c)
-        _kahan(acc, s, 0, COMP_ADD, c)
-        if n > 1 and c == acc[s, LAST_VALUE]:
-            cnt[s, SAME_RUN] += 1
+            _kahan(st, s, 0, COMP_REMOVE, -st[s, RING + (p - fast) % slow])
+        st[s, RING + p] = c
+        st[s, RING_POS] = (p + 1) % slow
+        _kahan(st, s, 3, COMP_ADD, c)
+        _kahan(st, s, 0, COMP_ADD, c)
+        if n > 1 and c == st[s, LAST_VALUE]:
+            st[s, SAME_RUN] += 1
         else:
-            cnt[s, SAME_RUN] = 1
-            acc[s, LAST_VALUE] = c
+            st[s, SAME_RUN] = 1
+            st[s, LAST_VALUE] = c
         signal[k] = 0
         if n < slow:
             continue
-        run = cnt[s, SAME_RUN]
-        f = c if run >= fast else acc[s, SUM] / fast
-        w = c if run >= slow else acc[s, 3 + SUM] / slow
+        run = st[s, SAME_RUN]
+        f = c if run >= fast else st[s, SUM] / fast
+        w = c if run >= slow else st[s, 3 + SUM] / slow
         if n > slow:
-            pf = acc[s, PREV_MEAN_FAST]
-            pw = acc[s, PREV_MEAN_SLOW]
+            pf = st[s, PREV_MEAN_FAST]
+            pw = st[s, PREV_MEAN_SLOW]
             if pf < pw and f > w:
                 signal[k] = 1
                 n_cross += 1
             elif pf > pw and f < w:
                 signal[k] = -1
                 n_cross += 1
-        acc[s, PREV_MEAN_FAST] = f
-        acc[s, PREV_MEAN_SLOW] = w
+        st[s, PREV_MEAN_FAST] = f
+        st[s, PREV_MEAN_SLOW] = w
     return n_cross
 
 
@@ -107,31 +109,22 @@ class SmaCross(Strategy):
         super().__init__(params)
         p: SmaCrossParams = self.params  # type: ignore[assignment]
         self._fast, self._slow, self._qty = p.fast, p.slow, p.qty
-        self._ring = np.zeros((0, self._slow))
-        self._acc = np.zeros((0, 9))
-        self._cnt = np.zeros((0, 3), dtype=np.int64)
+        self._state = np.zeros((0, RING + self._slow))
         self._alloc(64)
 
     def _alloc(self, capacity: int) -> None:
         """(Re)allocate per-symbol state for ``capacity`` sids, keeping what exists."""
-        ring = np.zeros((capacity, self._slow))
-        acc = np.zeros((capacity, 9))
-        cnt = np.zeros((capacity, 3), dtype=np.int64)
-        n = self._ring.shape[0]
-        ring[:n], acc[:n], cnt[:n] = self._ring, self._acc, self._cnt
-        self._ring, self._acc, self._cnt = ring, acc, cnt
+        state = np.zeros((capacity, RING + self._slow))
+        state[: self._state.shape[0]] = self._state
+        self._state = state
         self._signal = np.zeros(capacity, dtype=np.int8)
 
     def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None:
         sid, close = bars.sid, bars.close
-        crosses = _sma_cross_step(
-            sid, close, self._ring, self._acc, self._cnt, self._fast, self._slow, self._signal
-        )
+        crosses = _sma_cross_step(sid, close, self._state, self._fast, self._slow, self._signal)
         if crosses < 0:
-            self._alloc(max(int(sid.max()) + 1, 2 * self._ring.shape[0]))
-            crosses = _sma_cross_step(
-                sid, close, self._ring, self._acc, self._cnt, self._fast, self._slow, self._signal
-            )
+            self._alloc(max(int(sid.max()) + 1, 2 * self._state.shape[0]))
+            crosses = _sma_cross_step(sid, close, self._state, self._fast, self._slow, self._signal)
         if not crosses:
             return
         for k in np.flatnonzero(self._signal[: sid.shape[0]]):
