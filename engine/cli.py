@@ -70,6 +70,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_warmup_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--warmup-days",
+        type=int,
+        default=7,
+        help="Kite feed: calendar days of history replayed through the features and "
+        "strategy before the first live bar (0: start cold)",
+    )
+    p.add_argument(
+        "--history-cache",
+        default="runs/history-cache",
+        help="where warm-up history is downloaded (resumable)",
+    )
+
+
 def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> Any:
     from config.settings import load_settings
 
@@ -224,11 +239,17 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
     kite, credentials = KiteSettings.from_env(), load_credentials()
 
     async def go() -> int:
+        warmup = await _warmup_history(args, settings, kite, credentials, symbols)
         source = await kite_source(
             settings, kite, credentials, symbols, calendar=NseCalendar(settings.session)
         )
         session = PaperSession(
-            source, strategy, settings, open_database(args.db), resume=args.resume
+            source,
+            strategy,
+            settings,
+            open_database(args.db),
+            resume=args.resume,
+            warmup=warmup,
         )
         return await serve_session(session, args.host, args.port)
 
@@ -256,19 +277,34 @@ def cmd_live(args: argparse.Namespace) -> int:
     kite, credentials = KiteSettings.from_env(), load_credentials()
 
     async def go() -> int:
+        warmup = await _warmup_history(args, settings, kite, credentials, symbols)
         session = await live_session(
-            settings,
-            strategy,
-            engine,
-            kite,
-            credentials,
-            symbols,
-            resume=args.resume,
-            calendar=NseCalendar(settings.session),
-        )
+            settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
+            calendar=NseCalendar(settings.session), warmup=warmup,
+        )  # fmt: skip
         return await serve_session(session, args.host, args.port)
 
     return asyncio.run(go())
+
+
+async def _warmup_history(
+    args: argparse.Namespace, settings: Any, kite: Any, credentials: Any, symbols: list[str]
+) -> Any:
+    from datetime import datetime
+    from pathlib import Path
+
+    from config.calendar import IST
+    from engine.runners.live import history_for_warmup
+
+    return await history_for_warmup(
+        kite,
+        credentials,
+        symbols,
+        settings.interval,
+        args.warmup_days,
+        Path(args.history_cache),
+        datetime.now(IST).date(),
+    )
 
 
 def _feed_bars(args: argparse.Namespace) -> tuple[Any, str]:
@@ -335,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(the default when no Kite credentials exist)",
     )
     paper.add_argument("--kite-symbols", help="--feed kite: trading symbols, comma-separated")
+    add_warmup_options(paper)
     paper.add_argument("--speed", default="1x", help="replay pace: 1x, 60x, … or max")
     paper.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/crashed run")
     paper.add_argument("--host", default="127.0.0.1", help="HTTP API bind address")
@@ -351,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--i-understand-this-is-live", action="store_true", help="required: real orders, real money"
     )
     live.add_argument("--resume", metavar="RUN_ID")
+    add_warmup_options(live)
     live.add_argument("--host", default="127.0.0.1")
     live.add_argument("--port", type=int, default=0)
     add_run_options(live)

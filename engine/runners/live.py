@@ -5,6 +5,8 @@ which the CLI checks before anything connects.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -12,7 +14,7 @@ from sqlalchemy import Engine
 from brokers.costs import make_cost_model
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.broker import KiteBroker
-from brokers.kite.history import resolve_tokens
+from brokers.kite.history import HistoryDownloader, resolve_tokens
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
@@ -20,6 +22,7 @@ from config.calendar import NseCalendar
 from config.settings import EngineSettings
 from engine.bus import EventBus
 from engine.data.live import KiteLiveSource
+from engine.data.loader import LoadedBars, load_bars
 from engine.runners.paper import PaperSession
 from engine.sessions import parse_interval
 from strategies.base import Strategy
@@ -33,6 +36,43 @@ async def instrument_tokens(
     return {
         token: symbol for symbol, token in resolve_tokens(instruments, symbols, exchange).items()
     }
+
+
+async def history_for_warmup(
+    kite: KiteSettings,
+    credentials: KiteCredentials,
+    symbols: list[str],
+    interval: str,
+    days: int,
+    cache_dir: Path,
+    today: date,
+) -> LoadedBars | None:
+    """The last ``days`` calendar days before ``today`` of ``symbols`` from Kite's historical
+    API (resumable, cached in ``cache_dir``), loaded like any bar file — or None for days=0.
+
+    A live feed starts with cold indicators; replaying these bars through the decision
+    handlers first means the first live bar is decided like the thousandth."""
+    if days <= 0:
+        return None
+    async with KiteRestClient(kite, credentials) as rest:
+        results = await HistoryDownloader(rest, cache_dir).download(
+            symbols, today - timedelta(days=days), today - timedelta(days=1),
+            KITE_INTERVALS.get(parse_interval(interval), "minute"),
+        )  # fmt: skip
+    paths = [r.path for r in results if r.rows]
+    return load_bars(paths, interval) if paths else None
+
+
+#: Kite's names for the intervals it serves; others are resampled from minute candles
+KITE_INTERVALS = {
+    1: "minute",
+    3: "3minute",
+    5: "5minute",
+    10: "10minute",
+    15: "15minute",
+    30: "30minute",
+    60: "60minute",
+}
 
 
 async def kite_source(
@@ -67,6 +107,7 @@ async def live_session(
     broker_options: dict[str, Any] | None = None,
     flush_interval_s: float | None = 1.0,
     calendar: NseCalendar | None = None,
+    warmup: LoadedBars | None = None,
 ) -> PaperSession:
     """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion."""
     source = await kite_source(
@@ -81,4 +122,6 @@ async def live_session(
             tag_namespace=run_id, **(broker_options or {}),
         )  # fmt: skip
 
-    return PaperSession(source, strategy, settings, db, resume=resume, broker_factory=broker)
+    return PaperSession(
+        source, strategy, settings, db, resume=resume, broker_factory=broker, warmup=warmup
+    )

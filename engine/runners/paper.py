@@ -42,6 +42,7 @@ class PaperStatus:
     run_id: str = ""
     mode: str = "paper"
     bars_processed: int = 0
+    warmup_bars: int = 0
     last_bar_ts: int = 0
     feed_lag_s: float = 0.0
     decision_latency_s: list[float] = field(default_factory=list)
@@ -119,10 +120,12 @@ class PaperSession:
         speed: float | None = None,
         resume: str | None = None,
         broker_factory: Callable[[EventBus, str], Broker] | None = None,
+        warmup: LoadedBars | None = None,
     ) -> None:
         if isinstance(source, LoadedBars):
             source = ReplaySource(source, speed)
         self.source = source
+        self.warmup = warmup  # history replayed through the decision handlers before the feed
         self.settings = settings
         self.speed = speed
         self.resume_id = resume
@@ -159,6 +162,11 @@ class PaperSession:
         recorder.attach(pipe.bus)
         for kind in (Fill, OrderUpdate, BrokerEvent):
             pipe.bus.subscribe(kind, self._between_bars)
+        if self.warmup is not None:
+            for bars in ReplayFeed(self.warmup, pipe.universe).slices(pipe.bus.next_seq):
+                await pipe.warm(bars)  # indicators and model windows only; no orders
+                status.warmup_bars += 1
+            log.info("paper.warmed", bars=status.warmup_bars)
         # a real broker connects and reconciles after restored orders were handed to it, so it
         # recognises them at the account by their tags
         await pipe.broker.start()

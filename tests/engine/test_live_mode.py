@@ -224,3 +224,47 @@ async def test_paper_on_live_kite_prices_never_sends_orders_to_kite(tmp_path):
     # one tick per bar, so each bar's open is that tick: the BUY decided on the 09:22 bar
     # fills at the 09:23 bar's open (106), as in a backtest — not when Kite would have filled
     assert fills[0].price == 106.0
+
+
+async def test_live_session_warms_up_from_kite_history_without_orders(tmp_path):
+    from datetime import date
+
+    from engine.runners.live import history_for_warmup
+    from strategies.sma_cross import N_SEEN
+
+    engine = await promoted(tmp_path)
+    settings = load_settings("live", interval="1minute")
+    async with FakeKite(heartbeat_s=0.2) as fake:
+        fake.add_instrument(INFY, "INFY")
+        warm = await history_for_warmup(
+            fake.settings(),
+            fake.credentials(),
+            ["INFY"],
+            "1minute",
+            3,
+            tmp_path / "hist",
+            date(2024, 6, 5),
+        )
+        assert warm is not None and set(warm.frame["symbol"]) == {"INFY"}
+        days = sorted({str(d) for d in warm.frame["ts"].dt.date})
+        assert days == ["2024-06-03", "2024-06-04"]  # Sunday 2nd has no session; 5th is today
+        session = await live_session(
+            settings,
+            SmaCross(PARAMS),
+            engine,
+            fake.settings(),
+            fake.credentials(),
+            ["INFY"],
+            flush_interval_s=None,
+            warmup=warm,
+        )
+        recorded = set(fake.orders)
+        task = asyncio.create_task(session.run())
+        await fake.ticker.wait_subscribed([INFY], "full")
+        session.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert session.status.warmup_bars == len(warm.frame) == 2 * 375
+    sid = session.pipe.universe.sid("INFY")
+    assert session.pipe.host.strategy._state[sid, N_SEEN] == 2 * 375  # every bar seen
+    assert set(fake.orders) == recorded and session.status.bars_processed == 0
+    assert session.pipe.portfolio.holdings() == {}
