@@ -84,6 +84,9 @@ class FeatureRing:
         return self.buf[sid[:, None], idx]
 
 
+BF16_BUCKET = 16  # bf16 CPU batches are padded to a multiple of this many windows
+
+
 class Predictor:
     """One or more models (same feature spec and window) → averaged class probabilities."""
 
@@ -157,7 +160,11 @@ class Predictor:
                 f"predictor expects windows [batch, {self.window}, {self.n_features}], "
                 f"got {tuple(windows.shape)}"
             )
+        batch = len(windows)
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        padded = self.padded_batch(batch)
+        if padded != batch:  # zero rows, sliced off below: only the batch shape changes
+            x = torch.cat([x, x.new_zeros((padded - batch, *x.shape[1:]))])
         out = []
         with (
             torch.inference_mode(),
@@ -166,8 +173,26 @@ class Predictor:
             ),
         ):
             for model, mean, inv in zip(self._models, self._mean, self._inv, strict=True):
-                out.append(model((x - mean) * inv).float())
+                out.append(model((x - mean) * inv).float()[:batch])
         return out
+
+    def padded_batch(self, batch: int) -> int:
+        """bf16 on the CPU: batches are padded to a multiple of ``BF16_BUCKET`` windows. oneDNN
+        builds bf16 kernels per input shape on first use (seconds), so a live universe whose
+        number of ready symbols changes would otherwise pay that again and again; with buckets
+        a start-up pass per bucket (``warm_up``) pays it once. fp32 runs unpadded."""
+        if self.precision != "bf16" or self.device.type != "cpu" or batch == 0:
+            return batch
+        return -(-batch // BF16_BUCKET) * BF16_BUCKET
+
+    def warm_up(self, max_batch: int) -> None:
+        """One throwaway forward pass per batch shape up to ``max_batch`` windows, so the first
+        live decisions do not pay the kernel libraries' lazy set-up."""
+        sizes = sorted({self.padded_batch(n) for n in range(1, max_batch + 1)})
+        if self.precision != "bf16" or self.device.type != "cpu":
+            sizes = [max_batch]
+        for size in sizes:
+            self.predict(np.zeros((size, self.window, self.n_features), np.float32))
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Averaged probabilities ``[B, 3]`` (float64; columns SELL, HOLD, BUY)."""

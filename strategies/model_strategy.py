@@ -170,8 +170,7 @@ class ModelStrategy(Strategy):
         # kernel libraries' lazy set-up (seconds on a CPU, measured as a p99 outlier)
         predictor = self.predictor
         if self._ahead is None:
-            cfg = predictor.bundles[0].config
-            predictor.predict(np.zeros((WARM_BATCH, cfg.window, cfg.n_features), np.float32))
+            predictor.warm_up(WARM_BATCH)
 
     def prepare_replay(self, bars: LoadedBars, progress: bool = False) -> None:
         from models.feature_source import table_from_loaded_bars
