@@ -20,7 +20,16 @@ from collections.abc import Awaitable
 from brokers.base import Broker
 from brokers.costs import CostModel
 from engine.bus import EventBus
-from engine.events import BarSlice, Fill, Order, OrderStatus, OrderType, OrderUpdate, Side
+from engine.events import (
+    BarSlice,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+    closing_side,
+)
 
 _EPS = 1e-9
 
@@ -117,18 +126,22 @@ class SimulatedBroker(Broker):
             )
         )
         await bus.publish(
-            Fill(
-                ts_ns,
-                bus.next_seq(),
-                order.order_id,
-                order.symbol,
-                order.side,
-                order.qty,
-                price,
-                costs,
-                order.reason,
-            )
-        )
+            Fill(ts_ns, bus.next_seq(), order.order_id, order.symbol, order.side, order.qty, price,
+                 costs, order.reason)
+        )  # fmt: skip
+
+    async def settle(
+        self, ts_ns: int, symbol: str, position: int, price: float, reason: str
+    ) -> None:
+        """Close a held ``position`` at ``price`` outside the order flow — the end of a replay,
+        where there is no later bar to fill on (backtesting.py's ``finalize_trades``)."""
+        side = closing_side(position)
+        qty = abs(position)
+        bus = self._bus
+        await bus.publish(
+            Fill(ts_ns, bus.next_seq(), "end-of-data", symbol, side, qty, price,
+                 self._costs(side, qty, price), reason)
+        )  # fmt: skip
 
     async def _finish(
         self, order: Order, status: OrderStatus, ts_ns: int, filled: int, reason: str

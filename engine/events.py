@@ -28,6 +28,11 @@ class Side(IntEnum):
     SELL = -1
 
 
+def closing_side(position: int) -> Side:
+    """The side of the order that takes a (non-zero, signed) position towards zero."""
+    return Side.SELL if position > 0 else Side.BUY
+
+
 class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"

@@ -16,6 +16,7 @@ cannot forget it. Handlers run on the session's event loop, so controls act betw
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -132,24 +133,25 @@ def _not_running(session: PaperSession) -> web.Response | None:
     return None
 
 
-async def kill(request: web.Request) -> web.Response:
+async def _control(
+    request: web.Request, event: str, action: Callable[[PaperSession], Awaitable[None]]
+) -> web.Response:
+    """Refuse if the session is not running; else log, act, and answer the trading state."""
     session = request.app[SESSION]
     refused = _not_running(session)
     if refused is not None:
         return refused
-    log.warning("http.kill_switch", remote=request.remote)
-    await session.kill_switch(WHO)
+    log.warning(event, remote=request.remote)
+    await action(session)
     return _json(_trading_state(session))
+
+
+async def kill(request: web.Request) -> web.Response:
+    return await _control(request, "http.kill_switch", lambda s: s.kill_switch(WHO))
 
 
 async def resume(request: web.Request) -> web.Response:
-    session = request.app[SESSION]
-    refused = _not_running(session)
-    if refused is not None:
-        return refused
-    log.warning("http.resume", remote=request.remote)
-    await session.resume_trading(WHO)
-    return _json(_trading_state(session))
+    return await _control(request, "http.resume", lambda s: s.resume_trading(WHO))
 
 
 async def flatten(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from engine.bus import EventBus
-from engine.events import BarSlice, Fill, PositionChange, Side
+from engine.events import BarSlice, Fill, PositionChange
 from engine.universe import Universe
 
 
@@ -252,9 +252,3 @@ class Portfolio:
             trade.qty += added
             trade.costs += entry_costs
             trade.pnl -= entry_costs
-
-    def side_to_close(self, symbol: str) -> tuple[Side, int] | None:
-        qty = self.qty(symbol)
-        if qty == 0:
-            return None
-        return (Side.SELL if qty > 0 else Side.BUY), abs(qty)

@@ -42,7 +42,6 @@ class StrategyHost:
         self.warming = False  # replaying history to rebuild state: intents are discarded
         self._my_intents: set[str] = set()
         self._my_orders: set[str] = set()
-        self.intents = 0
 
     # ---- StrategyContext ---------------------------------------------------------------------
     @property
@@ -135,5 +134,4 @@ class StrategyHost:
             return
         bus = self._bus
         for intent in outbox:
-            self.intents += 1
             await bus.publish(intent._replace(seq=bus.next_seq()))

@@ -12,7 +12,14 @@ from typing import Protocol
 
 from config.settings import RiskSettings
 from engine.bus import EventBus
-from engine.events import BarSlice, BrokerEvent, Order, OrderIntent, Side, TradingState
+from engine.events import (
+    BarSlice,
+    BrokerEvent,
+    Order,
+    OrderIntent,
+    TradingState,
+    closing_side,
+)
 from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
 from risk.gates import AccountView
 from risk.state import TradingStateMachine
@@ -136,7 +143,7 @@ async def publish_close(
     bus: EventBus, ts_ns: int, source: str, symbol: str, qty: int, reason: str, intent_id: str
 ) -> None:
     """Publish the market intent that takes ``qty`` (signed holding) to zero."""
-    side = Side.SELL if qty > 0 else Side.BUY
+    side = closing_side(qty)
     await bus.publish(
         OrderIntent(ts_ns, bus.next_seq(), intent_id, source, symbol, side, abs(qty), reason=reason)
     )

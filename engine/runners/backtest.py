@@ -15,7 +15,6 @@ from config.settings import EngineSettings
 from engine.bus import HandlerError
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
-from engine.events import Fill, Side
 from engine.metrics import compute_metrics
 from engine.pipeline import Pipeline, build_pipeline, run_config
 from engine.store.queries import trade_dict
@@ -65,30 +64,16 @@ def trade_dicts(pipe: Pipeline) -> list[dict[str, Any]]:
 
 async def finalize_positions(pipe: Pipeline, ts_ns: int) -> None:
     """End of data: cancel what is open, close what is held at its last close (like
-    backtesting.py's ``finalize_trades``), so equity and the trade list agree."""
+    backtesting.py's ``finalize_trades``), so equity and the trade list agree. Only a simulated
+    broker can settle like that; a real one keeps its positions."""
     broker = pipe.broker
-    if isinstance(broker, SimulatedBroker):
-        await broker.cancel_all(ts_ns, "end of data")
-    costs = broker._costs if isinstance(broker, SimulatedBroker) else None
-    bus = pipe.bus
-    for symbol, qty in sorted(pipe.portfolio.holdings().items()):
-        side = Side.SELL if qty > 0 else Side.BUY
-        price = pipe.portfolio.last_price(symbol)
-        charge = costs(side, abs(qty), price) if costs is not None else 0.0
-        await bus.publish(
-            Fill(
-                ts_ns,
-                bus.next_seq(),
-                "end-of-data",
-                symbol,
-                side,
-                abs(qty),
-                price,
-                charge,
-                "end of data",
-            )
-        )
-    pipe.portfolio.curve_equity[-1] = pipe.portfolio.equity
+    if not isinstance(broker, SimulatedBroker):
+        return
+    await broker.cancel_all(ts_ns, "end of data")
+    portfolio = pipe.portfolio
+    for symbol, qty in sorted(portfolio.holdings().items()):
+        await broker.settle(ts_ns, symbol, qty, portfolio.last_price(symbol), "end of data")
+    portfolio.curve_equity[-1] = portfolio.equity
 
 
 async def run_backtest(

@@ -297,8 +297,3 @@ def parse_speed(text: str) -> float | None:
     if speed <= 0:
         raise ValueError(f"--speed {text!r} must be positive")
     return speed
-
-
-def describe(session: PaperSession) -> dict[str, Any]:
-    pf = session.pipe.portfolio
-    return {"run_id": session.status.run_id, "equity": pf.equity, "holdings": pf.holdings()}
