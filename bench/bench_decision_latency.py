@@ -36,6 +36,7 @@ from engine.store.database import open_database  # noqa: E402
 from models.checkpoint import ModelBundle, save_bundle  # noqa: E402
 from models.labels import LabelConfig  # noqa: E402
 from models.network import IntradayClassifier, ModelConfig  # noqa: E402
+from models.precision import precision_support  # noqa: E402
 from models.scaler import Scaler  # noqa: E402
 from strategies.model_strategy import ModelStrategy, ModelStrategyParams  # noqa: E402
 
@@ -104,6 +105,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args()
+    support = precision_support(args.precision)
+    if not support.available:
+        print(f"skipped: precision={args.precision} is not available here ({support.capability})")
+        return
     result = asyncio.run(measure(args.symbols, args.days, args.threads, args.precision))
     print(
         f"| decision latency, {args.symbols} symbols, model strategy ({args.precision}, "

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.checkpoint import ModelBundle, load_bundle
 from models.inference import FeatureRing, Predictor
 from models.network import IntradayClassifier, ModelConfig, count_parameters
+from models.precision import precision_support
 from models.scaler import Scaler
 
 
@@ -120,6 +121,10 @@ def main() -> int:
     }
     reference = None
     for precision in ("fp32", "bf16"):
+        support = precision_support(precision, args.device)
+        if not support.available:
+            result[precision] = {"skipped": f"not available here ({support.capability})"}
+            continue
         predictor = Predictor([bundle], device=args.device, precision=precision)
 
         def forward(p: Predictor = predictor) -> None:

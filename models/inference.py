@@ -8,7 +8,8 @@ several checkpoints trained on the same feature spec.
 
 ``precision="bf16"`` runs the network under CPU/GPU autocast to bfloat16: on a 2-core AVX-512
 machine it roughly halves the LSTM's time; the logit deviation from fp32 is measured by
-``bench/bench_model_inference.py`` and reported in docs/model.md.
+``bench/bench_model_inference.py`` and reported in docs/model.md. Where the CPU cannot run a
+bf16 LSTM (``models.precision``), asking for it is refused when the predictor is built.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import torch
 from models.checkpoint import CURRENT, ModelBundle, _Current, load_bundle
 from models.errors import ModelError
 from models.network import CLASS_NAMES
-
-PRECISIONS = ("fp32", "bf16")
+from models.precision import require_precision
 
 
 class FeatureRing:
@@ -109,12 +109,11 @@ class Predictor:
             ):
                 if a != b:
                     raise ModelError(f"ensemble models differ in {what}: {a} vs {b}")
-        if precision not in PRECISIONS:
-            raise ModelError(f"precision {precision!r} must be one of {PRECISIONS}")
         if device == "cuda" and not torch.cuda.is_available():
             raise ModelError("device cuda was asked for but CUDA is not available here")
         if device not in {"cpu", "cuda"}:
             raise ModelError(f"device {device!r} must be cpu or cuda")
+        require_precision(precision, device)
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.bundles = list(bundles)

@@ -32,8 +32,9 @@ from engine.sessions import local_minute, minute_of_day
 from models.checkpoint import load_bundle
 from models.dataset import FeatureTable
 from models.errors import SpecMismatchError
-from models.inference import PRECISIONS, OnlinePredictor, Predictor
+from models.inference import OnlinePredictor, Predictor
 from models.network import BUY, SELL
+from models.precision import PRECISIONS, require_precision
 from models.predictions import PredictionTable, cached_predictions
 from strategies.base import Strategy, StrategyContext, StrategyParams
 
@@ -76,6 +77,8 @@ class ModelStrategyParams(StrategyParams):
             raise ValueError(f"parameter precision={self.precision!r} must be one of {PRECISIONS}")
         if self.device not in {"cpu", "cuda"}:
             raise ValueError(f"parameter device={self.device!r} must be cpu or cuda")
+        if self.device == "cpu":  # refused here, before a run is created (CUDA: at load)
+            require_precision(self.precision, self.device)
         parse_clock(self.last_entry)
 
     @property

@@ -11,6 +11,7 @@ from models.dataset import FeatureTable
 from models.errors import ModelError
 from models.inference import FeatureRing, OnlinePredictor, Predictor
 from models.network import IntradayClassifier, ModelConfig
+from models.precision import precision_support
 from models.predictions import predict_table
 from models.scaler import Scaler
 from models.synthetic import synthetic_table
@@ -100,6 +101,13 @@ def test_ensemble_members_must_share_spec_and_window() -> None:
         Predictor([make_bundle(1)]).predict(np.zeros((2, 11, 6), dtype=np.float32))
 
 
+BF16 = precision_support("bf16", "cpu")
+
+
+@pytest.mark.skipif(
+    not BF16.available,
+    reason=f"bf16 LSTM inference does not run on this CPU ({BF16.capability}: {BF16.detail})",
+)
 def test_bf16_path_stays_close_to_fp32() -> None:
     bundle = make_bundle(5)
     x = np.random.default_rng(6).normal(size=(16, WINDOW, N_FEATURES)).astype(np.float32)
