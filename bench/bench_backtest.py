@@ -34,9 +34,9 @@ BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
 
 
 def ours_single(repeat: int) -> dict:
+    from app.runners.backtest import run_backtest
     from config.settings import load_settings
     from engine.data.loader import load_bars
-    from engine.runners.backtest import run_backtest
     from strategies.sma_cross import SmaCross, SmaCrossParams
 
     bars = load_bars([NIFTY], "1minute")
@@ -58,9 +58,9 @@ def ours_single(repeat: int) -> dict:
 def ours_with_store() -> dict:
     import tempfile
 
+    from app.runners.backtest import run_backtest
     from config.settings import load_settings
     from engine.data.loader import load_bars
-    from engine.runners.backtest import run_backtest
     from engine.store.database import open_database
     from engine.store.recorder import RunRecorder
     from strategies.sma_cross import SmaCross, SmaCrossParams
@@ -153,7 +153,7 @@ import asyncio, json, resource, sys, time
 sys.path.insert(0, {root!r})
 from config.settings import load_settings
 from engine.data.synthetic import SyntheticMarket
-from engine.runners.backtest import run_backtest
+from app.runners.backtest import run_backtest
 from strategies.sma_cross import SmaCross, SmaCrossParams
 bars = SyntheticMarket(symbols={symbols}, days={days}, seed=1).bars("5minute")
 settings = load_settings(costs={{"model": "none"}})

@@ -27,11 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.runners.paper import PaperSession  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from engine.data.synthetic import SyntheticMarket  # noqa: E402
 from engine.events import BarSlice  # noqa: E402
 from engine.features.spec import FEATURE_NAMES, SPEC_HASH, SPEC_VERSION  # noqa: E402
-from engine.runners.paper import PaperSession  # noqa: E402
 from engine.store.database import open_database  # noqa: E402
 from models.checkpoint import ModelBundle, save_bundle  # noqa: E402
 from models.labels import LabelConfig  # noqa: E402

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable
 
-from brokers.base import Broker
 from brokers.costs import CostModel
 from engine.bus import EventBus
 from engine.events import (
@@ -30,6 +29,7 @@ from engine.events import (
     Side,
     closing_side,
 )
+from engine.ports import Broker
 
 _EPS = 1e-9
 

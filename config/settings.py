@@ -79,7 +79,7 @@ class EngineSettings(_Strict):
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: str) -> str:
-        from engine.sessions import parse_interval
+        from config.sessions import parse_interval
 
         parse_interval(value)
         return value

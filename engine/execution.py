@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from brokers.base import Broker
 from engine.bus import EventBus
 from engine.events import (
     Fill,
@@ -18,8 +17,7 @@ from engine.events import (
     OrderUpdate,
     RiskEvent,
 )
-from risk.chain import RiskChain
-from risk.state import TradingStateMachine
+from engine.ports import Broker, RiskCheck, TradingStateMachinePort
 
 
 class PendingBook:
@@ -61,10 +59,10 @@ class ExecutionStage:
     def __init__(
         self,
         bus: EventBus,
-        chain: RiskChain,
+        chain: RiskCheck,
         broker: Broker,
         pending: PendingBook,
-        state: TradingStateMachine,
+        state: TradingStateMachinePort,
         order_prefix: str = "o",
     ) -> None:
         self._bus = bus

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from config.sessions import NSE, local_days
 from engine.portfolio import Trade
-from engine.sessions import NSE, local_days
 
 TRADING_DAYS = 252
 

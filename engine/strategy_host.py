@@ -15,8 +15,7 @@ import numpy as np
 
 from engine.bus import EventBus
 from engine.events import BarSlice, FeatureSlice, Fill, Order, OrderIntent, OrderType, Side
-from risk.gates import PendingView
-from strategies.base import Strategy
+from engine.ports import PendingView, Strategy
 
 
 class PositionReader(Protocol):

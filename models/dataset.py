@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from engine.sessions import local_days
+from config.sessions import local_days
 from models.errors import DatasetError
 from models.labels import UNLABELED
 

@@ -5,17 +5,9 @@ Fail closed: a gate that raises denies the intent with the error as the reason.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from engine.events import OrderIntent
-from risk.gates import AccountView, Gate, PendingView, is_reducing
-
-
-class Decision(NamedTuple):
-    approved: bool
-    gate: str
-    reason: str
-
+from engine.ports import AccountView, Decision, PendingView
+from risk.gates import Gate, is_reducing
 
 APPROVED = Decision(True, "", "")
 

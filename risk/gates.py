@@ -9,26 +9,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
+from config.sessions import NS_PER_MINUTE, local_minute, minute_of_day
 from config.settings import RiskSettings, SessionSettings
 from engine.events import OrderIntent, TradingState
-from engine.sessions import NS_PER_MINUTE, local_minute, minute_of_day
+from engine.ports import AccountView, PendingView
 
 #: Intents raised by the engine itself to cut exposure; they pass HALTED if they reduce.
 SYSTEM_SOURCES = frozenset({"risk", "square_off", "operator"})
-
-
-class AccountView(Protocol):
-    equity: float
-
-    def qty(self, symbol: str) -> int: ...
-
-    def last_price(self, symbol: str) -> float: ...
-
-    def gross_exposure(self) -> float: ...
-
-
-class PendingView(Protocol):
-    def pending(self, symbol: str) -> int: ...
 
 
 def is_reducing(intent: OrderIntent, position: int, pending: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Protocol
 
+from config.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
 from config.settings import RiskSettings
 from engine.bus import EventBus
 from engine.events import (
@@ -20,8 +21,7 @@ from engine.events import (
     TradingState,
     closing_side,
 )
-from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
-from risk.gates import AccountView
+from engine.ports import AccountView
 from risk.state import TradingStateMachine
 
 KILL_SWITCH = "kill_switch"

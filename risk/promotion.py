@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, insert, select
 
+from config.sessions import local_days
 from config.settings import PromotionSettings
 from engine.metrics import drawdown_series
-from engine.sessions import local_days
 from engine.store.queries import load_equity
 from engine.store.schema import PromotionRow, RunRow
 

@@ -8,52 +8,14 @@ returns and are judged by risk before anything reaches a broker.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Protocol
-
-import numpy as np
+from typing import Any, ClassVar
 
 from engine.data.loader import LoadedBars
-from engine.events import BarSlice, FeatureSlice, Fill, OrderType, Side
+from engine.events import BarSlice, FeatureSlice, Fill
+from engine.ports import StrategyContext
 
-
-class StrategyContext(Protocol):
-    """What a running strategy may read and do."""
-
-    @property
-    def ts_ns(self) -> int:
-        """Timestamp of the event being handled (UTC epoch ns)."""
-        ...
-
-    def position(self, symbol: str) -> int:
-        """Filled position (signed) in ``symbol``."""
-        ...
-
-    def pending(self, symbol: str) -> int:
-        """Signed quantity of this strategy's approved orders not yet filled or cancelled."""
-        ...
-
-    def positions_by_sid(self) -> np.ndarray:
-        """Filled positions indexed by universe sid (int64, read-only view)."""
-        ...
-
-    def submit(
-        self,
-        symbol: str,
-        side: Side,
-        qty: int,
-        order_type: OrderType = OrderType.MARKET,
-        limit_price: float = math.nan,
-        stop_price: float = math.nan,
-        reason: str = "",
-    ) -> None:
-        """Emit an order intent (published once the current handler returns)."""
-        ...
-
-    def target(self, symbol: str, qty: int, reason: str = "") -> None:
-        """Emit the market intent that takes position + pending to ``qty`` (nothing if there)."""
-        ...
+__all__ = ["Strategy", "StrategyContext", "StrategyParams"]
 
 
 @dataclass(frozen=True)

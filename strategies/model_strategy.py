@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from config.sessions import local_minute, minute_of_day
 from engine.data.loader import LoadedBars
 from engine.events import BarSlice, FeatureSlice
-from engine.sessions import local_minute, minute_of_day
 from models.checkpoint import load_bundle
 from models.dataset import FeatureTable
 from models.errors import SpecMismatchError

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-NSE_DIR = SHARED / "data" / "nse"
-NIFTY = NSE_DIR / "NIFTY50_1min_2021.parquet"
-BANKNIFTY = NSE_DIR / "BANKNIFTY_1min_2021.parquet"
-KITE_MOCKS = SHARED / "fixtures" / "kite-mocks"
+from tests.support.paths import BANKNIFTY, KITE_MOCKS, NIFTY, NSE_DIR, ROOT, SHARED
+
+__all__ = ["BANKNIFTY", "KITE_MOCKS", "NIFTY", "NSE_DIR", "ROOT", "SHARED"]
 
 
 @pytest.fixture(scope="session")

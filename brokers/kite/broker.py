@@ -38,7 +38,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from brokers.base import Broker
 from brokers.costs import CostModel
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.errors import (
@@ -68,6 +67,7 @@ from engine.events import (
     OrderType,
     OrderUpdate,
 )
+from engine.ports import Broker
 
 log = logging.getLogger(__name__)
 

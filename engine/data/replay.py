@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from config.sessions import NS_PER_MINUTE, local_days
 from engine.data.loader import LoadedBars, _ns
 from engine.events import BarSlice
-from engine.sessions import NS_PER_MINUTE, local_days
 from engine.universe import Universe
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from config.sessions import local_days
 from engine.features import kernels as K
 from engine.features.spec import FEATURE_NAMES, MAX_WARMUP, N_FEATURES
-from engine.sessions import local_days
 
 if K.KERNEL_COLUMNS != FEATURE_NAMES or K.MAX_WARMUP != MAX_WARMUP:  # pragma: no cover
     raise RuntimeError("engine.features.kernels column layout differs from the feature spec")

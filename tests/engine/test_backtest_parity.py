@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.runners.backtest import run_backtest
 from config.settings import load_settings
 from engine.data.loader import load_bars
-from engine.runners.backtest import run_backtest
 from strategies.sma_cross import SmaCross, SmaCrossParams
 
 backtesting = pytest.importorskip("backtesting")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.runners.backtest import run_backtest
 from config.settings import load_settings
 from engine.bus import HandlerError
 from engine.data.synthetic import SyntheticMarket
 from engine.events import BarSlice, Fill, Order, RiskEvent, Side, TradingState
-from engine.runners.backtest import run_backtest
 from strategies.base import Strategy
 from strategies.sma_cross import SmaCross, SmaCrossParams
 from tests.support import make_bars
@@ -55,7 +55,7 @@ async def test_fills_always_on_a_later_bar_at_that_bars_open():
     orders: dict[str, Order] = {}
     fills: list[Fill] = []
     # re-run with taps on the bus
-    from engine.pipeline import build_pipeline
+    from app.wiring import build_pipeline
 
     pipe = build_pipeline(
         settings(session={"square_off_enabled": False}), SmaCross(SmaCrossParams(3, 8, 1))
@@ -142,8 +142,8 @@ async def test_handler_exception_stops_the_run_naming_the_event():
 
 async def test_kill_switch_survives_a_new_session_drawdown_halt_does_not():
     bars = SyntheticMarket(symbols=1, days=3, seed=4).bars("5minute")
+    from app.wiring import build_pipeline
     from engine.data.replay import ReplayFeed
-    from engine.pipeline import build_pipeline
 
     pipe = build_pipeline(settings(), Scripted(qty=1))
     slices = list(ReplayFeed(bars, pipe.universe).slices(pipe.bus.next_seq))

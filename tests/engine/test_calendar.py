@@ -23,7 +23,7 @@ def test_sessions_skip_weekends_and_configured_holidays(monkeypatch):
 async def test_live_feed_idles_until_a_minute_before_the_next_session():
     import asyncio
 
-    from engine.data.live import KiteLiveSource
+    from brokers.kite.feed import KiteLiveSource
     from engine.universe import Universe
 
     stop = asyncio.Event()

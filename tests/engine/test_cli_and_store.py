@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from engine.cli import main
+from app.cli import main
 from engine.store.database import open_database
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
 
@@ -98,7 +98,7 @@ def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, ca
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -120,7 +120,7 @@ def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
     # one synthetic symbol, sma_cross(2, 5): a position within a few bars; 5-minute bars at
     # 600x arrive every 0.5 s
     command = [
-        sys.executable, "-m", "engine.cli", "paper", "--feed", "replay:synthetic",
+        sys.executable, "-m", "app.cli", "paper", "--feed", "replay:synthetic",
         "--symbols", "1", "--days", "2", "--interval", "5minute", "--speed", "600x",
         "--param", "fast=2", "--param", "slow=5", "--param", "qty=1",
         "--db", str(db), "--port", str(port),

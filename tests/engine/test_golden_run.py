@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from app.runners.backtest import run_backtest
 from config.settings import load_settings
 from engine.data.synthetic import SyntheticMarket
-from engine.runners.backtest import run_backtest
 from strategies.sma_cross import SmaCross, SmaCrossParams
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sma_cross_synthetic.json"

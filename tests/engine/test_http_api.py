@@ -20,19 +20,19 @@ import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine, select
 
+from app.http_api import HttpApiError, build_app, start_http_api
+from app.runners.paper import PaperSession
+from app.web.auth import ControlToken, ControlTokenError, default_token_path, resolve_token
+from app.web.snapshot import thin
 from config.settings import load_settings
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
 from engine.data.synthetic import SyntheticMarket
 from engine.events import BarSlice
-from engine.http_api import HttpApiError, build_app, start_http_api
 from engine.log import configure_logging
-from engine.runners.paper import PaperSession
 from engine.store.database import open_database
 from engine.store.schema import EquityRow, FillRow, OrderRow, PositionRow, RiskEventRow, RunRow
 from engine.universe import Universe
-from engine.web.auth import ControlToken, ControlTokenError, default_token_path, resolve_token
-from engine.web.snapshot import thin
 from strategies.sma_cross import SmaCross, SmaCrossParams
 
 TOKEN = "test-token-0123456789abcdef"

@@ -9,15 +9,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from brokers.kite.fake_server import FakeKite
+from app.cli import main
+from app.runners.live import live_session
 from brokers.kite.ticker_protocol import IST
 from config.settings import PromotionSettings, load_settings
-from engine.cli import main
-from engine.runners.live import live_session
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow
 from risk.promotion import evaluate, record
 from strategies.sma_cross import SmaCross
 from tests.support import PARAMS, stored_runs
+from tests.support.fake_kite.server import FakeKite
 
 INFY = 408065
 PATH = [100, 99, 98, 97, 96, 95, 94, 100, 106, 112, 112, 100, 90, 80, 80, 80]
@@ -195,8 +195,8 @@ async def test_live_session_survives_a_dropped_feed_and_failing_order_api(tmp_pa
 
 
 async def test_paper_on_live_kite_prices_never_sends_orders_to_kite(tmp_path):
-    from engine.runners.live import kite_source
-    from engine.runners.paper import PaperSession
+    from app.runners.live import kite_source
+    from app.runners.paper import PaperSession
     from engine.store.database import open_database
 
     engine = open_database(str(tmp_path / "paper-kite.db"))
@@ -229,7 +229,7 @@ async def test_paper_on_live_kite_prices_never_sends_orders_to_kite(tmp_path):
 async def test_live_session_warms_up_from_kite_history_without_orders(tmp_path):
     from datetime import date
 
-    from engine.runners.live import history_for_warmup
+    from app.runners.live import history_for_warmup
     from strategies.sma_cross import N_SEEN
 
     engine = await promoted(tmp_path)

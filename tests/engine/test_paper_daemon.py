@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from engine.cli import main
+from app.cli import main
 from engine.store.database import open_database
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow
 
@@ -102,7 +102,7 @@ def start_paper(db: Path, nifty: Path, *extra: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "app.cli",
             "paper",
             "--feed",
             f"replay:{nifty}",
@@ -236,7 +236,7 @@ def test_compare_and_report_on_stored_runs(tmp_path, nifty_path, capsys):
 
 
 def test_compare_reports_unmatched_trades():
-    from engine.compare import compare_trades
+    from app.compare import compare_trades
 
     def trade(sym, entry, pnl, side="LONG", price=100.0):
         return {

@@ -4,14 +4,13 @@ cases (flat stretches, zero volume, tiny and huge prices) that exercise TA-Lib's
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-NSE_DIR = SHARED / "data" / "nse"
+from tests.support.paths import NSE_DIR
+
 NSE_FILES = {"NIFTY 50": "NIFTY50_1min_2021.parquet", "NIFTY BANK": "BANKNIFTY_1min_2021.parquet"}
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from features_testdata import NSE_DIR, edge_case_bars, nse_5min
 
-from engine.cli import main
+from app.cli import main
 from engine.features.build import (
     META_HASH,
     SpecMismatchError,

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from app.commands.features import register
 from engine.features import kernels, spec
-from engine.features.commands import register
 
 # Pinned on purpose: changing the spec must be a deliberate act (bump SPEC_VERSION, update this,
 # retrain or rebuild what recorded the old hash).
@@ -106,6 +106,6 @@ def test_features_spec_command_prints_json(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_commands_module_does_not_load_numba() -> None:
-    code = "import sys, engine.features.commands; print('numba' in sys.modules)"
+    code = "import sys, app.commands.features; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -18,9 +18,9 @@ from brokers.kite.auth import (
     write_secrets_file,
 )
 from brokers.kite.errors import KiteTokenError
-from brokers.kite.fake_server import FAKE_REQUEST_TOKEN, FakeKite
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings, KiteSettingsError
+from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
 
 
 def private_file(path: Path, text: str, mode: int = 0o600) -> Path:

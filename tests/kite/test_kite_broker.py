@@ -17,7 +17,6 @@ from kiteconnect import KiteConnect
 
 from brokers.costs import make_cost_model
 from brokers.kite.broker import KiteBroker
-from brokers.kite.fake_server import FakeKite
 from brokers.kite.order_tags import order_tag
 from config.settings import CostSettings
 from engine.bus import EventBus
@@ -30,6 +29,7 @@ from engine.events import (
     OrderUpdate,
     Side,
 )
+from tests.support.fake_kite.server import FakeKite
 
 COSTS = make_cost_model(CostSettings())
 NAN = float("nan")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from brokers.kite.commands import register, register_data
-from brokers.kite.fake_server import FAKE_REQUEST_TOKEN, FakeKite
+from app.commands.kite import register, register_data
 from brokers.kite.ticker_protocol import HEARTBEAT, decode_packet, frame_packets, tick_to_jsonable
+from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
 

@@ -17,8 +17,8 @@ import pytest
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
-from brokers.kite.fake_server import FAKE_REQUEST_TOKEN, FakeKite
 from brokers.kite.ticker_protocol import decode_text_message
+from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
 

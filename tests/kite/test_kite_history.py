@@ -12,8 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from brokers.kite.errors import KiteInputError, KiteTokenError
-from brokers.kite.fake_candles import SyntheticCandles
-from brokers.kite.fake_server import FakeKite
 from brokers.kite.history import (
     INTERVAL_MAX_DAYS,
     DownloadInterrupted,
@@ -23,6 +21,8 @@ from brokers.kite.history import (
 )
 from brokers.kite.rate_limit import RateLimiter
 from brokers.kite.rest import KiteRestClient
+from tests.support.fake_kite.candles import SyntheticCandles
+from tests.support.fake_kite.server import FakeKite
 
 SYMBOLS = {"ADANIPORTS": 3861249, "IGL": 2883073}  # present in the recorded instruments list
 START, END = date(2021, 1, 1), date(2021, 5, 31)  # 151 days: minute chunks of 60, 60, 31

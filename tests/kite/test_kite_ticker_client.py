@@ -13,9 +13,9 @@ import pytest
 
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.errors import KiteTokenError
-from brokers.kite.fake_server import FakeKite
 from brokers.kite.ticker_client import TickerClient
 from brokers.kite.ticker_protocol import IST, frame_packets
+from tests.support.fake_kite.server import FakeKite
 
 INFY, NIFTY = 408065, 256265
 SYMBOLS = {INFY: "INFY", NIFTY: "NIFTY 50"}

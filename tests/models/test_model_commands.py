@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from app.commands.models import register
 from models.checkpoint import load_bundle
-from models.commands import register
 from models.feature_source import closes_from_log_returns
 
 spec = pytest.importorskip("engine.features.spec")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import models.precision as precision
-from engine.cli import main
+from app.cli import main
 from models.checkpoint import save_bundle
 from models.errors import ModelError
 from models.inference import Predictor

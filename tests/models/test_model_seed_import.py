@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from app.commands.models import register
 from models.checkpoint import load_bundle
-from models.commands import register
 from models.errors import SeedImportError, UntrustedPickleError
 from models.inference import Predictor
 from models.seed_import import import_seed, import_seed_to_file, read_lightning_ckpt

@@ -241,7 +241,7 @@ def test_same_trades_through_the_engine_pipeline(nifty_path: Path, tmp_path: Pat
     import asyncio
     from datetime import date
 
-    runner = pytest.importorskip("engine.runners.backtest")
+    runner = pytest.importorskip("app.runners.backtest")
     from config.settings import load_settings
     from engine.data.loader import load_bars
     from engine.features.spec import SPEC_HASH

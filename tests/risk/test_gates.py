@@ -133,9 +133,9 @@ def test_chain_first_denial_wins(qty):
 
 
 async def test_broker_trouble_halts_without_flattening():
+    from app.wiring import build_pipeline
     from config.settings import load_settings
     from engine.events import BrokerEvent
-    from engine.pipeline import build_pipeline
     from strategies.sma_cross import SmaCross
 
     pipe = build_pipeline(load_settings(), SmaCross())

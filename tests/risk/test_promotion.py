@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from app.cli import main
 from config.settings import PromotionSettings, load_settings
-from engine.cli import main
 from engine.pipeline import run_config
 from risk.promotion import LiveRefused, check_live_allowed, evaluate, record, strategy_key
 from strategies.sma_cross import SmaCross, SmaCrossParams

@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from app.wiring import build_pipeline
 from brokers.simulated import SimulatedBroker
 from config.settings import EngineSettings
 from engine.bus import HandlerError
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
 from engine.metrics import compute_metrics
-from engine.pipeline import Pipeline, build_pipeline, run_config
+from engine.pipeline import Pipeline, run_config
 from engine.store.queries import trade_dict
 from engine.store.recorder import RunRecorder
 from strategies.base import Strategy

@@ -44,16 +44,17 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from brokers.kite.auth import KiteCredentials
-from brokers.kite.fake_candles import SyntheticCandles
-from brokers.kite.fake_ticker import FakeTicker
 from brokers.kite.history import INTERVAL_MAX_DAYS
 from brokers.kite.settings import KiteSettings
+from tests.support.fake_kite.candles import SyntheticCandles
+from tests.support.fake_kite.ticker import FakeTicker
+from tests.support.paths import KITE_MOCKS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IST = ZoneInfo("Asia/Kolkata")
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
+DEFAULT_FIXTURES = KITE_MOCKS
 FAKE_API_KEY = "fake_api_key"
 FAKE_API_SECRET = "fake_api_secret"
 FAKE_ACCESS_TOKEN = "fake_access_token"

@@ -60,7 +60,7 @@ def train_demo_model(bars: LoadedBars, out: Path, epochs: int, seed: int) -> Pat
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from engine.cli import prepare_run, run_and_report
+    from app.commands.run_options import prepare_run, run_and_report
 
     market = SyntheticMarket(symbols=args.symbols, days=args.days, seed=args.seed)
     bars = market.bars(args.interval)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from config.sessions import local_day, local_minute
 from engine.bus import EventBus
 from engine.events import BarSlice
-from engine.sessions import local_day, local_minute
-from risk.gates import PendingView
+from engine.ports import PendingView
 from risk.monitor import Holdings, publish_close
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from app.runners.backtest import run_backtest
+from app.runners.paper import PaperSession
 from config.settings import load_settings
 from engine.data.synthetic import SyntheticMarket
-from engine.runners.backtest import run_backtest
-from engine.runners.paper import PaperSession
 from engine.store.database import open_database
 from engine.store.recorder import RunRecorder
 from strategies.sma_cross import SmaCross, SmaCrossParams
@@ -21,9 +21,9 @@ def make_bars(
     import numpy as np
     import pandas as pd
 
+    from config.sessions import parse_interval
     from engine.data.loader import assemble_bars, validate_bars
     from engine.data.quality import DataQuality
-    from engine.sessions import parse_interval
 
     frames = []
     for symbol, path in closes.items():

@@ -1,7 +1,7 @@
 """The paper/live daemon's HTTP API: dashboard, JSON state, Prometheus metrics, operator controls.
 
     GET  /                        the dashboard (one self-contained page; polls /api/state)
-    GET  /api/state               the run as stored (see ``engine.web.snapshot``) + live numbers
+    GET  /api/state               the run as stored (see ``app.web.snapshot``) + live numbers
     GET  /metrics                 Prometheus text exposition
     POST /api/kill                kill switch: HALTED + flatten everything   (token required)
     POST /api/resume              back to ACTIVE                             (token required)
@@ -9,7 +9,7 @@
 
 It binds to 127.0.0.1 unless told otherwise: GET endpoints need no token, so anyone who can
 reach the port can read the account. Every non-GET request needs ``Authorization: Bearer
-<token>`` (``engine.web.auth``); the check sits in a middleware, so a POST route added later
+<token>`` (``app.web.auth``); the check sits in a middleware, so a POST route added later
 cannot forget it. Handlers run on the session's event loop, so controls act between bars.
 """
 
@@ -25,12 +25,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from app.runners.paper import PaperSession
+from app.web.auth import ControlToken, resolve_token
+from app.web.prometheus import Histogram, ObservedWindow
+from app.web.session_view import live_status, render_metrics
+from app.web.snapshot import CurveCache, RunNotFoundError, read_snapshot
 from engine.log import recent_log_lines
-from engine.runners.paper import PaperSession
-from engine.web.auth import ControlToken, resolve_token
-from engine.web.prometheus import Histogram, ObservedWindow
-from engine.web.session_view import live_status, render_metrics
-from engine.web.snapshot import CurveCache, RunNotFoundError, read_snapshot
 
 log = structlog.get_logger()
 
@@ -62,7 +62,7 @@ class HttpApiError(ValueError):
 
 @cache
 def dashboard_html() -> str:
-    return files("engine.web").joinpath("dashboard.html").read_text(encoding="utf-8")
+    return files("app.web").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
 def _finite(value: Any) -> Any:

@@ -19,8 +19,8 @@ from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.ticker_client import TickerClient
 from brokers.kite.ticker_protocol import IST
 from config.calendar import NseCalendar
+from config.sessions import local_day
 from engine.events import BarSlice
-from engine.sessions import local_day
 from engine.universe import Universe
 
 log = structlog.get_logger()

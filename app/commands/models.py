@@ -1,4 +1,4 @@
-"""``trader train`` and ``trader model import|info`` (registered by engine/cli.py).
+"""``trader train`` and ``trader model import|info`` (registered by app/cli.py).
 
 Heavy imports (torch, the feature calculator) happen inside the handlers so that registering
 these commands costs nothing for the rest of the CLI.

@@ -1,6 +1,6 @@
 """``trader features spec [--json]`` and ``trader features build``.
 
-Registered by ``engine.cli`` for every invocation, so this module imports nothing heavy: the
+Registered by ``app.cli`` for every invocation, so this module imports nothing heavy: the
 numba kernels load only when ``build`` runs.
 """
 

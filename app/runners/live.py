@@ -11,20 +11,20 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from app.runners.paper import PaperSession
 from brokers.costs import make_cost_model
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.broker import KiteBroker
+from brokers.kite.feed import KiteLiveSource
 from brokers.kite.history import HistoryDownloader, resolve_tokens
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
 from config.calendar import NseCalendar
+from config.sessions import parse_interval
 from config.settings import EngineSettings
 from engine.bus import EventBus
-from engine.data.live import KiteLiveSource
 from engine.data.loader import LoadedBars, load_bars
-from engine.runners.paper import PaperSession
-from engine.sessions import parse_interval
 from strategies.base import Strategy
 
 

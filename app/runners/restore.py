@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from config.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
 from engine.events import Fill, Order, OrderStatus, OrderType, Side, TradingState
 from engine.pipeline import Pipeline
-from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, local_day
 from engine.store.recorder import RunRecorder
 from engine.store.schema import (
     EquityRow,

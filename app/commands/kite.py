@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from app.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from brokers.kite.auth import CredentialsError, load_credentials, login
 from brokers.kite.errors import KiteError
 from brokers.kite.history import (
@@ -42,9 +43,6 @@ from brokers.kite.ticker_protocol import (
     ticks_to_json,
 )
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
 
 
@@ -69,8 +67,6 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return _fail(str(exc), EXIT_FAILED)
         except OSError as exc:  # e.g. the output directory is not writable
             return _fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_FAILED)
-        except KeyboardInterrupt:
-            return _fail("interrupted; rerun the same command to resume", EXIT_FAILED)
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
@@ -259,7 +255,11 @@ async def _run_download(args: argparse.Namespace, symbols: list[str]) -> list[Sy
 def _download(args: argparse.Namespace) -> int:
     """Download candles from Kite into one Parquet file per symbol."""
     symbols = parse_symbols(args.symbols) if args.symbols else read_universe(args.universe)
-    results = asyncio.run(_run_download(args, symbols))
+    try:
+        results = asyncio.run(_run_download(args, symbols))
+    except KeyboardInterrupt:
+        print("rerun the same command to resume the download", file=sys.stderr)
+        raise  # the CLI's exit policy: "interrupted", status 130
     for r in results:
         note = f", dropped {r.invalid} invalid" if r.invalid else ""
         print(

@@ -106,7 +106,7 @@ def register_reports(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engine.report import render_report
+    from app.report import render_report
     from engine.store.queries import load_equity
 
     engine = open_database(args.db)
@@ -118,7 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from engine.compare import compare_trades
+    from app.compare import compare_trades
 
     engine = open_database(args.db)
     paper, backtest = load_run(engine, args.paper_run), load_run(engine, args.backtest_run)

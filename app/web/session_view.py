@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from app.runners.paper import PaperSession
+from app.web.prometheus import Exposition, Histogram
 from engine.events import TradingState
-from engine.runners.paper import PaperSession
 from engine.store.schema import FillRow, OrderRow, RiskEventRow
-from engine.web.prometheus import Exposition, Histogram
 
 
 def live_status(session: PaperSession) -> dict[str, Any]:

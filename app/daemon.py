@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from engine.runners.paper import PaperSession
+from app.runners.paper import PaperSession
 from engine.store.database import open_database
 
 log = structlog.get_logger()
@@ -26,7 +26,7 @@ async def serve_session(session: PaperSession, host: str, port: int) -> int:
         loop.add_signal_handler(sig, session.request_stop)
     runner = None
     if port:
-        from engine.http_api import start_http_api
+        from app.http_api import start_http_api
 
         runner = await start_http_api(session, host, port)
     try:

@@ -17,17 +17,18 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Engine
 
-from brokers.base import Broker
+from app.runners.backtest import finalize_positions
+from app.runners.restore import check_resumable, restore
+from app.wiring import build_pipeline
+from config.sessions import local_day
 from config.settings import EngineSettings
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed
 from engine.events import BarSlice, BrokerEvent, Fill, OrderUpdate
 from engine.metrics import compute_metrics
-from engine.pipeline import Pipeline, build_pipeline, run_config
-from engine.runners.backtest import finalize_positions
-from engine.runners.restore import check_resumable, restore
-from engine.sessions import local_day
+from engine.pipeline import Pipeline, run_config
+from engine.ports import Broker
 from engine.store.recorder import RunRecorder
 from engine.universe import Universe
 from strategies.base import Strategy

@@ -1,0 +1,80 @@
+"""The one place that picks concrete classes for the core's ports and wires a pipeline.
+
+Backtest, paper and live get the same parts; only the broker differs (simulated unless one is
+given). Everything here is construction — the behaviour lives in the parts.
+"""
+
+from __future__ import annotations
+
+from brokers.costs import make_cost_model
+from brokers.simulated import SimulatedBroker
+from config.sessions import NS_PER_MINUTE, minute_of_day, parse_interval
+from config.settings import EngineSettings
+from engine.bus import EventBus
+from engine.execution import PendingBook
+from engine.pipeline import Pipeline, RiskParts, assemble_pipeline
+from engine.portfolio import Portfolio
+from engine.ports import Broker, Strategy
+from engine.universe import Universe
+from risk.chain import RiskChain
+from risk.gates import (
+    GrossExposureGate,
+    MaxPositionGate,
+    OrderRateGate,
+    TradingStateGate,
+    TradingWindowGate,
+)
+from risk.monitor import BrokerTroubleGuard, RiskMonitor
+from risk.square_off import SquareOff
+from risk.state import TradingStateMachine
+
+
+def simulated_broker(bus: EventBus, settings: EngineSettings) -> SimulatedBroker:
+    return SimulatedBroker(
+        bus,
+        make_cost_model(settings.costs),
+        settings.execution.slippage_bps,
+        settings.execution.tick_size,
+    )
+
+
+def build_pipeline(
+    settings: EngineSettings,
+    strategy: Strategy,
+    *,
+    bus: EventBus | None = None,
+    universe: Universe | None = None,
+    broker: Broker | None = None,
+) -> Pipeline:
+    """Wire the shared middle. ``broker`` defaults to the simulated one (backtest and paper)."""
+    bus = bus or EventBus()
+    universe = universe or Universe()
+    interval_ns = parse_interval(settings.interval) * NS_PER_MINUTE
+    portfolio = Portfolio(bus, universe, settings.capital)
+    broker = broker or simulated_broker(bus, settings)
+    pending = PendingBook()
+    state = TradingStateMachine(bus.publish, bus.next_seq)
+    monitor = RiskMonitor(bus, settings.risk, portfolio, state, broker)
+    session = settings.session
+    # Without intraday square-off, positions may be held overnight, and an order decided on the
+    # session's last bar fills at the next session's open: no trading window then.
+    window = [TradingWindowGate(session, interval_ns)] if session.square_off_enabled else []
+    gates = [
+        TradingStateGate(state),
+        *window,
+        MaxPositionGate(settings.risk, portfolio, pending),
+        GrossExposureGate(settings.risk, portfolio),
+        OrderRateGate(settings.risk),
+    ]
+    guards = [monitor.on_bars]
+    if session.square_off_enabled:
+        square_off = SquareOff(bus, portfolio, pending, minute_of_day(session.square_off))
+        guards.append(square_off.on_bars)
+    risk = RiskParts(
+        state=state,
+        check=RiskChain(gates, portfolio, pending),  # type: ignore[arg-type]
+        controls=monitor,
+        bar_guards=guards,
+        on_broker_event=[BrokerTroubleGuard(monitor).on_broker_event],
+    )
+    return assemble_pipeline(settings, strategy, bus, universe, portfolio, pending, broker, risk)

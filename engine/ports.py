@@ -1,0 +1,179 @@
+"""What the core needs from the layers above it, declared here and received at construction.
+
+The core (bus, portfolio, execution, strategy host, session loop) never imports ``brokers``,
+``risk``, ``strategies`` or ``models``: it talks to these interfaces, and ``app/`` — the one
+place that wires concrete classes — hands it the implementations:
+
+| port | implemented by |
+| --- | --- |
+| ``Broker`` | ``brokers.simulated.SimulatedBroker``, ``brokers.kite.broker.KiteBroker`` |
+| ``RiskCheck`` | ``risk.chain.RiskChain`` |
+| ``TradingStateMachinePort`` | ``risk.state.TradingStateMachine`` |
+| ``RiskControls`` | ``risk.monitor.RiskMonitor`` |
+| ``Strategy`` (+ the ``StrategyContext`` it is given) | ``strategies.*`` |
+
+``AccountView`` and ``PendingView`` go the other way: read-only views of core state (the
+portfolio, the pending book) that risk gates and strategies are allowed to see.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+import numpy as np
+
+from engine.events import (
+    BarSlice,
+    FeatureSlice,
+    Fill,
+    Order,
+    OrderIntent,
+    OrderType,
+    Side,
+    TradingState,
+)
+
+
+# ---- broker ----------------------------------------------------------------------------------
+class Broker(ABC):
+    """Accepts risk-approved ``Order``s and reports back on the bus it was constructed with:
+    ``OrderUpdate`` for lifecycle changes (rejected, cancelled, filled) and ``Fill`` for
+    executions. It makes no risk decisions."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and reconcile open orders and positions with the account before trading."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; open orders stay as they are at the broker."""
+
+    @abstractmethod
+    async def submit(self, order: Order) -> None:
+        """Accept an approved order. Must be idempotent on ``order.order_id``."""
+
+    @abstractmethod
+    async def cancel(self, order_id: str, reason: str = "") -> None:
+        """Cancel an open order; unknown or finished orders are ignored."""
+
+    @abstractmethod
+    def open_orders(self) -> list[Order]:
+        """Orders accepted and not yet finished, in submission order."""
+
+    def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
+        """Market data for brokers that simulate execution on it; real brokers ignore it.
+
+        A bus handler: returns an awaitable only when it has async work this bar."""
+        return None
+
+
+# ---- views of core state that the layers above may read ------------------------------------
+class AccountView(Protocol):
+    equity: float
+
+    def qty(self, symbol: str) -> int: ...
+
+    def last_price(self, symbol: str) -> float: ...
+
+    def gross_exposure(self) -> float: ...
+
+
+class PendingView(Protocol):
+    def pending(self, symbol: str) -> int: ...
+
+
+# ---- risk ------------------------------------------------------------------------------------
+class Decision(NamedTuple):
+    """A risk check's verdict on one intent: the gate that denied it and why."""
+
+    approved: bool
+    gate: str
+    reason: str
+
+
+class RiskCheck(Protocol):
+    """Judges every intent before it may become an order (fail closed)."""
+
+    def check(self, intent: OrderIntent) -> Decision: ...
+
+
+class TradingStateMachinePort(Protocol):
+    """ACTIVE → REDUCING → HALTED; tightens on its own, loosens only by ``resume``."""
+
+    state: TradingState
+    reason: str
+
+    async def tighten(self, to: TradingState, ts_ns: int, gate: str, reason: str) -> bool: ...
+
+    async def resume(self, ts_ns: int, who: str, reason: str = "operator resume") -> None: ...
+
+
+class RiskControls(Protocol):
+    """The operator's and the restorer's handle on the per-bar risk monitor."""
+
+    peak: float
+
+    async def kill_switch(self, ts_ns: int, who: str = "operator") -> None: ...
+
+    async def flatten(self, ts_ns: int, reason: str, only: str | None = None) -> None: ...
+
+    def restore_day(
+        self, day: int, next_day_ns: int, day_start: float, last_equity: float
+    ) -> None: ...
+
+
+# ---- strategy --------------------------------------------------------------------------------
+class StrategyContext(Protocol):
+    """What a running strategy may read and do (the core's strategy host implements it)."""
+
+    @property
+    def ts_ns(self) -> int:
+        """Timestamp of the event being handled (UTC epoch ns)."""
+        ...
+
+    def position(self, symbol: str) -> int:
+        """Filled position (signed) in ``symbol``."""
+        ...
+
+    def pending(self, symbol: str) -> int:
+        """Signed quantity of this strategy's approved orders not yet filled or cancelled."""
+        ...
+
+    def positions_by_sid(self) -> np.ndarray:
+        """Filled positions indexed by universe sid (int64, read-only view)."""
+        ...
+
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType = OrderType.MARKET,
+        limit_price: float = math.nan,
+        stop_price: float = math.nan,
+        reason: str = "",
+    ) -> None:
+        """Emit an order intent (published once the current handler returns)."""
+        ...
+
+    def target(self, symbol: str, qty: int, reason: str = "") -> None:
+        """Emit the market intent that takes position + pending to ``qty`` (nothing if there)."""
+        ...
+
+
+class Strategy(Protocol):
+    """What the core calls on a strategy; ``strategies.base.Strategy`` is the base class."""
+
+    name: ClassVar[str]
+    wants_features: ClassVar[bool]
+
+    def on_start(self, ctx: StrategyContext) -> None: ...
+
+    def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None: ...
+
+    def on_features(self, features: FeatureSlice, ctx: StrategyContext) -> None: ...
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> None: ...
+
+    def config(self) -> dict[str, Any]: ...
