@@ -25,16 +25,16 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from app.runners.paper import PaperSession
 from app.web.auth import ControlToken, resolve_token
 from app.web.prometheus import Histogram, ObservedWindow
 from app.web.session_view import live_status, render_metrics
 from app.web.snapshot import CurveCache, RunNotFoundError, read_snapshot
 from engine.log import recent_log_lines
+from engine.session import TradingSession
 
 log = structlog.get_logger()
 
-SESSION = web.AppKey("session", PaperSession)
+SESSION = web.AppKey("session", TradingSession)
 TOKEN = web.AppKey("token", ControlToken)
 CURVE = web.AppKey("curve", CurveCache)
 LATENCY = web.AppKey("latency", Histogram)
@@ -103,7 +103,7 @@ async def page(_request: web.Request) -> web.Response:
 async def state(request: web.Request) -> web.Response:
     session = request.app[SESSION]
     try:
-        snapshot = read_snapshot(session.recorder.engine, session.status.run_id, request.app[CURVE])
+        snapshot = read_snapshot(session.stored.engine, session.status.run_id, request.app[CURVE])
     except RunNotFoundError as exc:
         return _json({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
     snapshot["live"] = live_status(session)
@@ -117,7 +117,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 # ---- controls ------------------------------------------------------------------------------------
-def _trading_state(session: PaperSession) -> dict[str, Any]:
+def _trading_state(session: TradingSession) -> dict[str, Any]:
     machine = session.pipe.state
     return {
         "state": str(machine.state),
@@ -127,14 +127,14 @@ def _trading_state(session: PaperSession) -> dict[str, Any]:
     }
 
 
-def _not_running(session: PaperSession) -> web.Response | None:
+def _not_running(session: TradingSession) -> web.Response | None:
     if session.status.finished or session.stop.is_set():
         return _json({"error": "the session is not running"}, status=409)
     return None
 
 
 async def _control(
-    request: web.Request, event: str, action: Callable[[PaperSession], Awaitable[None]]
+    request: web.Request, event: str, action: Callable[[TradingSession], Awaitable[None]]
 ) -> web.Response:
     """Refuse if the session is not running; else log, act, and answer the trading state."""
     session = request.app[SESSION]
@@ -180,7 +180,7 @@ async def control_errors(request: web.Request, handler: Any) -> web.StreamRespon
         return _json({"error": f"{type(exc).__name__}: {exc}"}, status=500)
 
 
-def build_app(session: PaperSession, token: ControlToken) -> web.Application:
+def build_app(session: TradingSession, token: ControlToken) -> web.Application:
     """The application for one session (tests serve it with aiohttp's test server)."""
     app = web.Application(middlewares=[require_token, control_errors])
     app[SESSION] = session
@@ -202,7 +202,7 @@ def build_app(session: PaperSession, token: ControlToken) -> web.Application:
 
 
 async def start_http_api(
-    session: PaperSession, host: str = "127.0.0.1", port: int = 0, *,
+    session: TradingSession, host: str = "127.0.0.1", port: int = 0, *,
     token_file: Path | None = None,
 ) -> web.AppRunner:  # fmt: skip
     """Serve the API for ``session`` on ``host:port`` (0: any free port); the caller owns the

@@ -15,6 +15,9 @@ import pandas as pd
 
 from engine.events import IST
 from engine.metrics import drawdown_series
+from engine.pipeline import run_config
+from engine.session import SessionResult
+from engine.version import code_version
 
 
 def _svg_line(
@@ -124,17 +127,21 @@ text-align:right}}th{{text-align:left;background:#f6f8fa}}.neg{{color:#b31d28}}
 """
 
 
-def write_report_for_result(result: Any, settings: Any, path: Path, quality: Any) -> None:
-    pf = result.pipeline.portfolio
+def write_report_for_result(result: SessionResult, path: Path) -> None:
+    """The report of a session that just ran (any mode), from its result alone."""
+    pipe = result.pipeline
+    pf = pipe.portfolio
     run = {
         "run_id": result.run_id or "(not stored)",
-        "mode": settings.mode,
-        "strategy": result.pipeline.host.strategy.name,
-        "config": {"settings": settings.model_dump(mode="json")},
+        "mode": result.mode,
+        "strategy": pipe.host.strategy.name,
+        "config": run_config(pipe.settings, pipe.host.strategy),
         "metrics": result.metrics,
         "trades": result.trades,
-        "data_quality": quality.as_dict(),
+        "data_quality": result.quality,
         "bars_processed": result.bars_processed,
+        "code_version": code_version(),
+        "data_fingerprint": result.data_fingerprint,
     }
     path.write_text(
         render_report(run, np.asarray(pf.curve_ts), np.asarray(pf.curve_equity)),

@@ -4,11 +4,12 @@ predictions — what the daemon does).
 
   .venv/bin/python bench/bench_decision_latency.py [--symbols 97] [--days 6] [--threads 2]
 
-A 97-symbol synthetic market replays through ``PaperSession`` at full speed; for every bar the
-clock starts when the slice is published (the bar is closed and known) and stops when the
-broker accepts each order born from it. Bars before the features and the 60-bar window are
-ready are excluded. The network has random weights: latency does not depend on what it learnt,
-and low entry thresholds make it trade often so that order paths are measured too.
+A 97-symbol synthetic market replays through the paper session (``trading_session``) at full
+speed; for every bar the clock starts when the slice is published (the bar is closed and
+known) and stops when the broker accepts each order born from it. Bars before the features
+and the 60-bar window are ready are excluded. The network has random weights: latency does not
+depend on what it learnt, and low entry thresholds make it trade often so that order paths are
+measured too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.runners.paper import PaperSession  # noqa: E402
+from app.runners.paper import trading_session  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from engine.data.synthetic import SyntheticMarket  # noqa: E402
 from engine.events import BarSlice  # noqa: E402
@@ -65,7 +66,7 @@ async def measure(symbols: int, days: int, threads: int, precision: str) -> dict
             precision=precision,
             notional=10_000.0,
         )
-        session = PaperSession(
+        session = trading_session(
             bars, ModelStrategy(params), load_settings("paper"), open_database(f"{tmp}/l.db")
         )
         bar_started: list[float] = [0.0]
@@ -84,8 +85,8 @@ async def measure(symbols: int, days: int, threads: int, precision: str) -> dict
             bar_started[0] = time.perf_counter()
 
         session.pipe.bus._routes[BarSlice].insert(0, start_clock)
-        status = await session.run()
-        per_bar = status.decision_latency_s
+        await session.run()
+        per_bar = session.status.decision_latency_s
         ready_from = 260  # 199 warm-up bars of the slowest feature + a 60-bar window
     steady = per_bar[ready_from:] if len(per_bar) > ready_from else per_bar
     return {

@@ -61,7 +61,7 @@ def bench_cache(bundle: ModelBundle, data: list[str]) -> dict[str, object]:
 
     from models.checkpoint import save_bundle
     from models.feature_source import table_from_bars
-    from strategies.model_strategy import ModelStrategy, ModelStrategyParams
+    from models.predictions import PrecomputedPredictor
 
     table, _ = table_from_bars(data, "5minute")
     weights = "model" if bundle.spec_hash == table.spec_hash else "random"
@@ -73,12 +73,12 @@ def bench_cache(bundle: ModelBundle, data: list[str]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as cache:
         model = Path(cache) / "model.ckpt"
         save_bundle(bundle, model)
-        params = ModelStrategyParams(model=str(model), cache_dir=cache)
+        network = Predictor.from_paths([model], expected_spec_hash=None)
         started = time.perf_counter()
-        assert ModelStrategy(params).prepare_backtest(table) is False
+        assert PrecomputedPredictor(network, table, cache).cache_hit is False
         first = time.perf_counter() - started
         started = time.perf_counter()
-        assert ModelStrategy(params).prepare_backtest(table) is True
+        assert PrecomputedPredictor(network, table, cache).cache_hit is True
         cached = time.perf_counter() - started
     return {
         "weights": weights,

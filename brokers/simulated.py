@@ -15,7 +15,7 @@ Prices are rounded to the tick against the order (buys up, sells down). Orders f
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from brokers.costs import CostModel
 from engine.bus import EventBus
@@ -129,6 +129,15 @@ class SimulatedBroker(Broker):
             Fill(ts_ns, bus.next_seq(), order.order_id, order.symbol, order.side, order.qty, price,
                  costs, order.reason)
         )  # fmt: skip
+
+    async def end_of_data(
+        self, ts_ns: int, holdings: dict[str, int], last_price: Callable[[str], float]
+    ) -> bool:
+        """Cancel what is open, then close each holding at its last close."""
+        await self.cancel_all(ts_ns, "end of data")
+        for symbol, qty in sorted(holdings.items()):
+            await self.settle(ts_ns, symbol, qty, last_price(symbol), "end of data")
+        return True
 
     async def settle(
         self, ts_ns: int, symbol: str, position: int, price: float, reason: str

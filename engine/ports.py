@@ -11,6 +11,9 @@ place that wires concrete classes — hands it the implementations:
 | ``TradingStateMachinePort`` | ``risk.state.TradingStateMachine`` |
 | ``RiskControls`` | ``risk.monitor.RiskMonitor`` |
 | ``Strategy`` (+ the ``StrategyContext`` it is given) | ``strategies.*`` |
+| ``PredictorPort`` | ``models.inference.OnlinePredictor`` (paper, live; bar by bar) and |
+| | ``models.predictions.PrecomputedPredictor`` (replays; computed ahead) |
+| ``BarSource`` | ``engine.data.replay.ReplaySource``, ``brokers.kite.feed.KiteLiveSource`` |
 
 ``AccountView`` and ``PendingView`` go the other way: read-only views of core state (the
 portfolio, the pending book) that risk gates and strategies are allowed to see.
@@ -18,9 +21,10 @@ portfolio, the pending book) that risk gates and strategies are allowed to see.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
@@ -35,6 +39,7 @@ from engine.events import (
     Side,
     TradingState,
 )
+from engine.universe import Universe
 
 
 # ---- broker ----------------------------------------------------------------------------------
@@ -66,6 +71,34 @@ class Broker(ABC):
 
         A bus handler: returns an awaitable only when it has async work this bar."""
         return None
+
+    async def end_of_data(
+        self, ts_ns: int, holdings: dict[str, int], last_price: Callable[[str], float]
+    ) -> bool:
+        """A finite replay ran out of bars. A simulated broker cancels what is open and closes
+        what is held at its last close (like backtesting.py's ``finalize_trades``), so equity
+        and the trade list agree; a real broker keeps its positions. True if it settled."""
+        return False
+
+
+# ---- market data -----------------------------------------------------------------------------
+class BarSource(Protocol):
+    """Where a session's bars come from: a replay (paced like live, or as fast as possible) or
+    live ticks. Slices come in batches: a fast replay hands over thousands at a time (the
+    session's loop is then as tight as a plain ``for``), a paced or live source one per bar.
+    A batch may be lazy (each slice built when reached), so consume it in order, once."""
+
+    fingerprint: str
+    interval_minutes: int
+    quality: dict[str, Any]
+    finite: bool  # a replay ends; a live feed runs until stopped
+    paced: bool  # bars arrive when they would be known live (wall-clock time matters)
+    #: set by the session: awaited with (now, seconds silent) when a live feed goes quiet
+    on_stale: Callable[[int, float], Awaitable[None]] | None
+
+    def batches(
+        self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
+    ) -> AsyncIterator[Iterable[BarSlice]]: ...
 
 
 # ---- views of core state that the layers above may read ------------------------------------
@@ -118,9 +151,42 @@ class RiskControls(Protocol):
 
     async def flatten(self, ts_ns: int, reason: str, only: str | None = None) -> None: ...
 
+    async def feed_stale(self, ts_ns: int, silent_s: float) -> None: ...
+
     def restore_day(
         self, day: int, next_day_ns: int, day_start: float, last_equity: float
     ) -> None: ...
+
+
+# ---- model predictions -----------------------------------------------------------------------
+#: the probability columns every predictor returns, in this order (part of the checkpoint
+#: contract: a model file's last layer is SELL, HOLD, BUY)
+SELL, HOLD, BUY = 0, 1, 2
+CLASS_NAMES: tuple[str, ...] = ("SELL", "HOLD", "BUY")
+
+
+class PredictorPort(Protocol):
+    """Class probabilities for the symbols of a feature slice whose window is complete.
+
+    Chosen by the app layer: a replay gets predictions computed ahead in large batches (and
+    cached), paper and live get ring buffers and one forward pass per bar. Both give the same
+    numbers for the same window; a strategy cannot tell them apart."""
+
+    spec_hash: str  # the feature spec the model was trained on
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the model(s) behind the numbers (stored with runs, keys promotions)."""
+        ...
+
+    def start(self) -> None:
+        """Before the first bar: load and warm up (fail here, not mid-run)."""
+        ...
+
+    def probabilities(
+        self, features: FeatureSlice, session_open: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in the slice that have a prediction, float64 probabilities [n, 3])."""
+        ...
 
 
 # ---- strategy --------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ class StrategyHost:
         self._id_ts = 0
         self._id_n = 0
         self.warming = False  # replaying history to rebuild state: intents are discarded
-        self._my_intents: set[str] = set()
+        #: the intent being published: the order execution makes of it is announced while the
+        #: publish is in progress, so ownership needs no ever-growing set of intent ids
+        self._in_flight: str | None = None
         self._my_orders: set[str] = set()
 
     # ---- StrategyContext ---------------------------------------------------------------------
@@ -74,7 +76,6 @@ class StrategyHost:
         # derived from the bar and the order within it: the same run gives the same ids,
         # including a run resumed after a crash
         intent_id = f"{self.strategy.name}-{self._ts}-{self._id_n}"
-        self._my_intents.add(intent_id)
         self._outbox.append(
             OrderIntent(
                 self._ts,
@@ -111,8 +112,7 @@ class StrategyHost:
         return self._flush() if self._outbox else None
 
     def on_order(self, order: Order) -> None:
-        if order.intent_id in self._my_intents:
-            self._my_intents.discard(order.intent_id)
+        if order.intent_id == self._in_flight:
             self._my_orders.add(order.order_id)
 
     def on_fill(self, fill: Fill) -> Awaitable[None] | None:
@@ -132,5 +132,9 @@ class StrategyHost:
         if self.warming:
             return
         bus = self._bus
-        for intent in outbox:
-            await bus.publish(intent._replace(seq=bus.next_seq()))
+        try:
+            for intent in outbox:
+                self._in_flight = intent.intent_id
+                await bus.publish(intent._replace(seq=bus.next_seq()))
+        finally:
+            self._in_flight = None

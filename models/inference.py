@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from engine.events import FeatureSlice
 from models.checkpoint import CURRENT, ModelBundle, _Current, load_bundle
 from models.errors import ModelError
 from models.network import CLASS_NAMES
@@ -144,6 +146,14 @@ class Predictor:
         bundles = [load_bundle(p, expected_spec_hash) for p in paths]
         return cls(bundles, device=device, num_threads=num_threads, precision=precision)
 
+    def identity(self) -> dict[str, Any]:
+        """What a run stores about the model(s): ensemble hash, member hashes, precision."""
+        return {
+            "model_hash": self.model_hash,
+            "members": [b.model_hash for b in self.bundles],
+            "precision": self.precision,
+        }
+
     @property
     def model_hash(self) -> str:
         """Identity of the ensemble (ordered member hashes + precision), keys prediction caches."""
@@ -203,12 +213,31 @@ class Predictor:
         return mean.cpu().numpy().astype(np.float64)
 
 
+#: windows in the start-up forward pass (a 97-symbol universe fits)
+WARM_BATCH = 128
+
+
 class OnlinePredictor:
-    """Feature slices in, probabilities for the symbols whose window is complete out."""
+    """Feature slices in, probabilities for the symbols whose window is complete out: the
+    ``PredictorPort`` of paper and live sessions (and of a bar-by-bar replay)."""
 
     def __init__(self, predictor: Predictor, capacity: int = 128) -> None:
         self.predictor = predictor
+        self.spec_hash = predictor.spec_hash
         self.ring = FeatureRing(predictor.window, predictor.n_features, capacity)
+
+    def identity(self) -> dict[str, Any]:
+        return self.predictor.identity()
+
+    def start(self) -> None:
+        """One throwaway forward pass per batch shape, so the first live decision does not pay
+        for the kernel libraries' lazy set-up (seconds on a CPU, measured as a p99 outlier)."""
+        self.predictor.warm_up(WARM_BATCH)
+
+    def probabilities(
+        self, features: FeatureSlice, session_open: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.update(features.sid, features.values, features.ready, session_open)
 
     def update(
         self,

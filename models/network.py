@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-SELL, HOLD, BUY = 0, 1, 2
-CLASS_NAMES: tuple[str, ...] = ("SELL", "HOLD", "BUY")
+from engine.ports import BUY, CLASS_NAMES, HOLD, SELL  # the checkpoint's class order
+
+__all__ = ["BUY", "CLASS_NAMES", "HOLD", "SELL", "IntradayClassifier", "ModelConfig"]
 POOLINGS = ("attention", "last", "mean", "max")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 

@@ -25,6 +25,7 @@ from engine.ports import AccountView
 from risk.state import TradingStateMachine
 
 KILL_SWITCH = "kill_switch"
+RATIO_EPS = 1e-12  # far below any limit's resolution, far above a ratio's rounding error
 
 
 class Holdings(AccountView, Protocol):  # the monitor also needs what to flatten
@@ -61,15 +62,15 @@ class RiskMonitor:
         self._next_day_ns = -(1 << 62)
         self._day_start = account.equity
         self._last_equity = account.equity
-        self._day_level = self._day_start * (1.0 - self._daily)  # equity below: daily-loss check
-        self._reduce_level = self.peak * (1.0 - self._reduce_dd)  # equity below: drawdown check
+        self._day_level = _level(self._day_start, self._daily)  # equity below: daily-loss check
+        self._reduce_level = _level(self.peak, self._reduce_dd)  # equity below: drawdown check
 
     def restore_day(self, day: int, next_day_ns: int, day_start: float, last_equity: float) -> None:
         """Where the day's loss accounting stood at the last committed bar (crash recovery)."""
         self._day, self._next_day_ns = day, next_day_ns
         self._day_start, self._last_equity = day_start, last_equity
-        self._day_level = day_start * (1.0 - self._daily)
-        self._reduce_level = self.peak * (1.0 - self._reduce_dd)
+        self._day_level = _level(day_start, self._daily)
+        self._reduce_level = _level(self.peak, self._reduce_dd)
 
     def on_bars(self, bars: BarSlice) -> Awaitable[None] | None:
         """Per bar: a few float comparisons against precomputed equity levels; the ratios are
@@ -81,11 +82,11 @@ class RiskMonitor:
             self._day = day
             self._next_day_ns = (day + 1) * NS_PER_DAY - IST_OFFSET_NS
             self._day_start = self._last_equity
-            self._day_level = self._day_start * (1.0 - self._daily)
+            self._day_level = _level(self._day_start, self._daily)
         self._last_equity = equity
         if equity > self.peak:
             self.peak = equity
-            self._reduce_level = equity * (1.0 - self._reduce_dd)
+            self._reduce_level = _level(equity, self._reduce_dd)
         if (
             not new_day
             and equity > self._reduce_level
@@ -101,6 +102,8 @@ class RiskMonitor:
         state = self.state
         if new_day and state.state != TradingState.ACTIVE and state.reason != KILL_SWITCH:
             await state.resume(ts_ns, "session", "new session")
+        # a limit reached exactly counts: 1 - 80000/100000 is 0.19999999999999996 in binary
+        drawdown, day_loss = drawdown + RATIO_EPS, day_loss + RATIO_EPS
         if drawdown >= self._max_dd:
             await self.halt(ts_ns, "max_drawdown", f"drawdown {drawdown:.2%} ≥ {self._max_dd:.2%}")
         elif day_loss >= self._daily:
@@ -117,6 +120,13 @@ class RiskMonitor:
         moved = await self.state.tighten(TradingState.HALTED, ts_ns, gate, reason)
         if moved and (self._flatten if flatten is None else flatten):
             await self.flatten(ts_ns, f"flatten on halt: {reason}")
+
+    async def feed_stale(self, ts_ns: int, silent_s: float) -> None:
+        """The live feed went quiet without closing: bars built now may miss prices, so no new
+        exposure (REDUCING) until an operator or the next session lifts it."""
+        await self.state.tighten(
+            TradingState.REDUCING, ts_ns, "stale_data", f"no market data for {silent_s:.1f}s"
+        )
 
     async def kill_switch(self, ts_ns: int, who: str = "operator") -> None:
         await self.state.tighten(TradingState.HALTED, ts_ns, KILL_SWITCH, f"kill switch by {who}")
@@ -139,6 +149,12 @@ class RiskMonitor:
             )
 
 
+def _level(base: float, limit: float) -> float:
+    """Equity at or below which ``limit`` is reached, nudged up so that the per-bar fast path
+    never skips a limit reached exactly (the ratio check then decides)."""
+    return base * (1.0 - limit + RATIO_EPS)
+
+
 async def publish_close(
     bus: EventBus, ts_ns: int, source: str, symbol: str, qty: int, reason: str, intent_id: str
 ) -> None:
@@ -151,7 +167,9 @@ async def publish_close(
 
 class BrokerTroubleGuard:
     """Halts trading on broker trouble (expired token, lost connection) instead of erroring in a
-    loop; the operator resumes once the cause is fixed."""
+    loop, without flattening (the broker may not be able to take the orders). The operator
+    resumes once the cause is fixed, or the next session does; trouble that persists halts
+    again with the next broker event."""
 
     def __init__(self, monitor: RiskMonitor) -> None:
         self._monitor = monitor

@@ -1,8 +1,10 @@
 """The trading state machine: ACTIVE → REDUCING → HALTED.
 
-The state only tightens on its own (drawdown, daily loss, kill switch, stale data, broker
-trouble). Loosening needs an operator (``resume``) or a new session for REDUCING caused by the
-daily loss; every transition is a stored ``RiskEvent`` with its reason.
+The state only tightens on its own (``risk.monitor``): drawdown past ``reduce_drawdown_pct`` →
+REDUCING; drawdown past ``max_drawdown_pct``, the daily loss limit, broker trouble or the kill
+switch → HALTED. Loosening needs an operator (``resume``) or a new trading session, which
+lifts every state except the kill switch's (a limit still breached tightens again at once);
+every transition is a stored ``RiskEvent`` with its reason.
 """
 
 from __future__ import annotations

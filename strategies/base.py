@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from engine.data.loader import LoadedBars
 from engine.events import BarSlice, FeatureSlice, Fill
 from engine.ports import StrategyContext
 
@@ -64,16 +63,6 @@ class Strategy:
 
     def on_start(self, ctx: StrategyContext) -> None:
         """Called once before the first event."""
-
-    def prepare_replay(self, bars: LoadedBars, progress: bool = False) -> None:
-        """Backtests only, before the replay: precompute what depends on each bar's own past
-        alone (e.g. model predictions from features ≤ that bar) in large batches. The handlers
-        must then decide exactly as they would bar by bar; paper and live never call this."""
-
-    def report(self) -> dict[str, Any]:
-        """Strategy-specific results to print and store with a backtest (e.g. how the model's
-        calls scored against the labels realised over the period)."""
-        return {}
 
     def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None:
         """A bar slice closed; decide on it."""

@@ -21,25 +21,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from config.sessions import local_minute, minute_of_day
-from engine.data.loader import LoadedBars
 from engine.events import BarSlice, FeatureSlice
-from models.checkpoint import load_bundle
-from models.dataset import FeatureTable
-from models.errors import SpecMismatchError
-from models.inference import OnlinePredictor, Predictor
-from models.network import BUY, SELL
-from models.precision import PRECISIONS, require_precision
-from models.predictions import PredictionTable, cached_predictions
+from engine.features.build import SpecMismatchError
+from engine.ports import BUY, SELL, PredictorPort
 from strategies.base import Strategy, StrategyContext, StrategyParams
 
 SIZINGS = ("notional", "volatility")
-WARM_BATCH = 128  # windows in the start-up forward pass (a 97-symbol universe fits)
 
 
 @dataclass(frozen=True)
@@ -54,10 +46,11 @@ class ModelStrategyParams(StrategyParams):
     vol_halflife: int = 30  # bars, EWMA of squared returns
     max_scale: float = 2.0  # volatility sizing: at most max_scale × notional
     last_entry: str = "15:10"  # IST; no new exposure after this bar close
+    # how the app layer builds the predictor (precision is checked there: models/precision.py)
     device: str = "cpu"
     threads: int = 0  # 0: leave torch's setting
     precision: str = "fp32"  # fp32 | bf16
-    cache_dir: str = ""  # backtest prediction cache; "" keeps predictions in memory only
+    cache_dir: str = ""  # replay prediction cache; "" keeps predictions in memory only
 
     def validate(self) -> None:
         if not 0.0 <= self.exit_threshold <= 1.0 or not 0.0 < self.entry_threshold <= 1.0:
@@ -73,12 +66,8 @@ class ModelStrategyParams(StrategyParams):
             raise ValueError("parameters notional, vol_target and max_scale must be > 0")
         if self.vol_halflife < 1:
             raise ValueError(f"parameter vol_halflife={self.vol_halflife} must be ≥ 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"parameter precision={self.precision!r} must be one of {PRECISIONS}")
         if self.device not in {"cpu", "cuda"}:
             raise ValueError(f"parameter device={self.device!r} must be cpu or cuda")
-        if self.device == "cpu":  # refused here, before a run is created (CUDA: at load)
-            require_precision(self.precision, self.device)
         parse_clock(self.last_entry)
 
     @property
@@ -129,19 +118,20 @@ class ModelStrategy(Strategy):
     _n_ret: np.ndarray  # int64[capacity]: returns seen
 
     def __init__(
-        self, params: ModelStrategyParams | None = None, predictor: Predictor | None = None
+        self, params: ModelStrategyParams | None = None, predictor: PredictorPort | None = None
     ) -> None:
         super().__init__(params)
         self.p: ModelStrategyParams = self.params  # type: ignore[assignment]
         self._last_entry_minute = parse_clock(self.p.last_entry)
-        self._predictor = predictor
-        self._online: OnlinePredictor | None = None
-        self._ahead: PredictionTable | None = None
-        self._table: FeatureTable | None = None
+        self.predictor = predictor
         self._spec_checked = False
         self._bars: BarSlice | None = None
         self._alloc(128)
-        self.stats: dict[str, int] = {"predicted": 0, "intents": 0, "cache_hit": 0}
+        self.stats: dict[str, int] = {"predicted": 0, "intents": 0}
+
+    def use_predictor(self, predictor: PredictorPort) -> None:
+        """The app layer's choice: a precomputed table for replays, online for paper/live."""
+        self.predictor = predictor
 
     # --- state ---------------------------------------------------------------------------
     def _alloc(self, capacity: int) -> None:
@@ -154,61 +144,16 @@ class ModelStrategy(Strategy):
             close[:n], var[:n], n_ret[:n] = old, self._var, self._n_ret
         self._close, self._var, self._n_ret = close, var, n_ret
 
-    @property
-    def predictor(self) -> Predictor:
-        if self._predictor is None:
-            paths = self.p.model_paths
-            if not paths:
-                raise ValueError("parameter model is required: path(s) to model checkpoint(s)")
-            # The spec is checked against the feature slices actually arriving (first slice).
-            bundles = [load_bundle(path, expected_spec_hash=None) for path in paths]
-            self._predictor = Predictor(
-                bundles, self.p.device, self.p.threads or None, self.p.precision
+    def _require_predictor(self) -> PredictorPort:
+        if self.predictor is None:
+            raise ValueError(
+                "the model strategy has no predictor: give parameter model (checkpoint path)"
             )
-        return self._predictor
+        return self.predictor
 
     def on_start(self, ctx: StrategyContext) -> None:
-        # load (and fail) before the first bar, not in the middle of a run; then one throwaway
-        # forward pass at full batch size, so the first live decision does not pay for the
-        # kernel libraries' lazy set-up (seconds on a CPU, measured as a p99 outlier)
-        predictor = self.predictor
-        if self._ahead is None:
-            predictor.warm_up(WARM_BATCH)
-
-    def prepare_replay(self, bars: LoadedBars, progress: bool = False) -> None:
-        from models.feature_source import table_from_loaded_bars
-
-        self._table = table_from_loaded_bars(bars)
-        self.prepare_backtest(self._table, progress)
-
-    def report(self) -> dict[str, Any]:
-        """The model's calls over the replayed period against the realised labels."""
-        if self._ahead is None or self._table is None:
-            return {}
-        from models.predictions import score_predictions
-
-        label_cfg = self.predictor.bundles[0].label_config
-        if label_cfg is None:  # an imported model may not say what it was trained to call
-            return {"model_calls": {"note": "the model file records no label config"}}
-        return {"model_calls": score_predictions(self._ahead, self._table, label_cfg)}
-
-    def prepare_backtest(self, table: FeatureTable, progress: bool = False) -> bool:
-        """Compute (or load cached) predictions for every window of ``table``; True if cached.
-
-        Afterwards feature slices are answered from the table instead of the network.
-        """
-        predictor = self.predictor
-        if table.spec_hash != predictor.spec_hash:
-            raise SpecMismatchError("model", predictor.spec_hash, table.spec_hash)
-        preds, hit = cached_predictions(
-            predictor,
-            table,
-            Path(self.p.cache_dir) if self.p.cache_dir else None,
-            progress=progress,
-        )
-        self._ahead = preds
-        self.stats["cache_hit"] = int(hit)
-        return hit
+        # load and warm (and fail) before the first bar, not in the middle of a run
+        self._require_predictor().start()
 
     # --- events --------------------------------------------------------------------------
     def on_bars(self, bars: BarSlice, ctx: StrategyContext) -> None:
@@ -227,22 +172,20 @@ class ModelStrategy(Strategy):
         self._close[sid] = bars.close
         self._bars = bars
 
-    def _probabilities(self, features: FeatureSlice) -> tuple[np.ndarray, np.ndarray]:
-        if self._ahead is not None:
-            return self._ahead.lookup(features.ts_ns, features.symbols)
-        if self._online is None:
-            self._online = OnlinePredictor(self.predictor)
+    def on_features(self, features: FeatureSlice, ctx: StrategyContext) -> None:
+        predictor = self._require_predictor()
+        if not self._spec_checked:
+            if features.spec_hash != predictor.spec_hash:
+                raise SpecMismatchError(
+                    f"model: feature spec hash {predictor.spec_hash} does not match the running "
+                    f"feature calculator's spec hash {features.spec_hash}; the model was trained "
+                    "on different features and is refused"
+                )
+            self._spec_checked = True
         session_open = None
         if self._bars is not None and self._bars.ts_ns == features.ts_ns:
             session_open = self._bars.session_open
-        return self._online.update(features.sid, features.values, features.ready, session_open)
-
-    def on_features(self, features: FeatureSlice, ctx: StrategyContext) -> None:
-        if not self._spec_checked:
-            if features.spec_hash != self.predictor.spec_hash:
-                raise SpecMismatchError("model", self.predictor.spec_hash, features.spec_hash)
-            self._spec_checked = True
-        positions, probs = self._probabilities(features)
+        positions, probs = predictor.probabilities(features, session_open)
         if len(positions) == 0:
             return
         self.stats["predicted"] += len(positions)
@@ -278,7 +221,8 @@ class ModelStrategy(Strategy):
 
     def config(self) -> dict[str, Any]:
         out = super().config()
-        if self._predictor is not None:
-            out["model_hash"] = self._predictor.model_hash
-            out["members"] = [b.model_hash for b in self._predictor.bundles]
+        if self.predictor is not None:
+            identity = self.predictor.identity()
+            out["model_hash"] = identity["model_hash"]
+            out["members"] = identity["members"]
         return out

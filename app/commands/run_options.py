@@ -10,6 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from engine.session import SessionResult
+
 
 def iso_date(text: str) -> date:
     try:
@@ -81,12 +83,15 @@ def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> A
 
 def prepare_run(args: argparse.Namespace, profile: str = "backtest") -> tuple[Any, Any]:
     """Settings and strategy from the args — checked before any data is read."""
+    from app.wiring import check_strategy
     from strategies.registry import make_strategy, parse_params
 
     params = parse_params(args.param)
     if args.model:
         params["model"] = ",".join(args.model)
-    return settings_from_args(args, profile), make_strategy(args.strategy, params)
+    settings, strategy = settings_from_args(args, profile), make_strategy(args.strategy, params)
+    check_strategy(strategy)
+    return settings, strategy
 
 
 def run_and_report(
@@ -103,7 +108,7 @@ def run_and_report(
     recorder = None if args.no_db else RunRecorder(open_database(args.db), settings.mode)
     log = structlog.get_logger()
     log.info(
-        "backtest.start",
+        "backtest.data",
         data=label,
         strategy=strategy.name,
         interval=settings.interval,
@@ -114,20 +119,27 @@ def run_and_report(
         run_backtest(bars, strategy, settings, recorder, progress=not args.no_progress)
     )
     print(bars.quality)
+    print_result(args, result)
+    return 0
+
+
+def print_result(args: argparse.Namespace, result: SessionResult) -> None:
+    """What every mode prints and exports at the end: metrics, the model's calls, the run id,
+    and ``--json`` / ``--report`` when asked for (one result shape for every mode)."""
     print(format_metrics(result.metrics, result))
-    calls = result.strategy_report.get("model_calls")
+    calls = result.extra.get("model_calls")
     if calls:
         print(format_model_calls(calls))
     if result.run_id:
         print(f"run_id: {result.run_id}  (trader runs show {result.run_id})")
     if args.json_out:
         args.json_out.write_text(json.dumps(result.as_json(), indent=2))
+        print(f"json: {args.json_out}")
     if args.report:
         from app.report import write_report_for_result
 
-        write_report_for_result(result, settings, args.report, bars.quality)
+        write_report_for_result(result, args.report)
         print(f"report: {args.report}")
-    return 0
 
 
 def format_metrics(metrics: dict[str, float], result: Any) -> str:

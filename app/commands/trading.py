@@ -99,7 +99,7 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
     """Paper trading on live Kite prices: Kite's feed, the simulated broker, NSE sessions."""
     from app.daemon import serve_session
     from app.runners.live import kite_source
-    from app.runners.paper import PaperSession
+    from app.runners.paper import trading_session
     from brokers.kite.auth import load_credentials
     from brokers.kite.settings import KiteSettings
     from config.calendar import NseCalendar
@@ -116,15 +116,10 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
         source = await kite_source(
             settings, kite, credentials, symbols, calendar=NseCalendar(settings.session)
         )
-        session = PaperSession(
-            source,
-            strategy,
-            settings,
-            open_database(args.db),
-            resume=args.resume,
-            warmup=warmup,
+        session = trading_session(
+            source, strategy, settings, open_database(args.db), resume=args.resume, warmup=warmup
         )
-        return await serve_session(session, args.host, args.port)
+        return await serve_session(args, session)
 
     return asyncio.run(go())
 
@@ -132,6 +127,7 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     from app.daemon import serve_session
     from app.runners.live import live_session
+    from app.wiring import attach_predictor
     from brokers.kite.auth import load_credentials
     from brokers.kite.settings import KiteSettings
     from config.calendar import NseCalendar
@@ -140,6 +136,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from risk.promotion import check_live_allowed
 
     settings, strategy = prepare_run(args, profile="live")
+    attach_predictor(strategy)  # a model's identity is part of the configuration promoted
     engine = open_database(args.db)
     promotion = check_live_allowed(
         engine, run_config(settings, strategy), settings.capital, settings.promotion,
@@ -155,7 +152,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
             calendar=NseCalendar(settings.session), warmup=warmup,
         )  # fmt: skip
-        return await serve_session(session, args.host, args.port)
+        return await serve_session(args, session)
 
     return asyncio.run(go())
 

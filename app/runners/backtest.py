@@ -1,80 +1,19 @@
-"""Event-replay backtest: stored bars through the shared pipeline as fast as the bus goes."""
+"""Event-replay backtest: stored bars through the one session, as fast as the bus goes, the
+whole run written in one transaction at the end."""
 
 from __future__ import annotations
 
-import asyncio
-import math
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-
-from app.wiring import build_pipeline
-from brokers.simulated import SimulatedBroker
+from app.wiring import attach_predictor, build_pipeline
 from config.settings import EngineSettings
-from engine.bus import HandlerError
 from engine.data.loader import LoadedBars
-from engine.data.replay import ReplayFeed
-from engine.metrics import compute_metrics
-from engine.pipeline import Pipeline, run_config
-from engine.store.queries import trade_dict
+from engine.data.replay import ReplaySource
+from engine.ports import Strategy
+from engine.session import CommitPolicy, SessionResult, TradingSession
 from engine.store.recorder import RunRecorder
-from strategies.base import Strategy
 
-#: yield to the event loop every N slices so a backtest inside the daemon stays responsive
-YIELD_EVERY = 4096
-
-
-@dataclass
-class BacktestResult:
-    run_id: str | None
-    metrics: dict[str, float]
-    trades: list[dict[str, Any]]
-    bars_processed: int
-    symbol_bars: int
-    orders: int
-    denials: int
-    quality: dict[str, Any]
-    elapsed_s: float
-    pipeline: Pipeline = field(repr=False)
-    strategy_report: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "metrics": {k: (None if not math.isfinite(v) else v) for k, v in self.metrics.items()},
-            "trades": self.trades,
-            "bars_processed": self.bars_processed,
-            "symbol_bars": self.symbol_bars,
-            "orders": self.orders,
-            "risk_denials": self.denials,
-            "data_quality": self.quality,
-            "elapsed_seconds": self.elapsed_s,
-            **self.strategy_report,
-        }
-
-
-def trade_dicts(pipe: Pipeline) -> list[dict[str, Any]]:
-    return [
-        trade_dict(t.symbol, t.side, t.qty, t.entry_ts_ns, t.entry_price, t.exit_ts_ns,
-                   t.exit_price, t.pnl, t.costs, t.exit_reason)
-        for t in pipe.portfolio.trades
-    ]  # fmt: skip
-
-
-async def finalize_positions(pipe: Pipeline, ts_ns: int) -> None:
-    """End of data: cancel what is open, close what is held at its last close (like
-    backtesting.py's ``finalize_trades``), so equity and the trade list agree. Only a simulated
-    broker can settle like that; a real one keeps its positions."""
-    broker = pipe.broker
-    if not isinstance(broker, SimulatedBroker):
-        return
-    await broker.cancel_all(ts_ns, "end of data")
-    portfolio = pipe.portfolio
-    for symbol, qty in sorted(portfolio.holdings().items()):
-        await broker.settle(ts_ns, symbol, qty, portfolio.last_price(symbol), "end of data")
-    portfolio.curve_equity[-1] = portfolio.equity
+Predictions = Literal["ahead", "bar_by_bar"]
 
 
 async def run_backtest(
@@ -83,79 +22,32 @@ async def run_backtest(
     settings: EngineSettings,
     recorder: RunRecorder | None = None,
     progress: bool = False,
-) -> BacktestResult:
-    strategy.prepare_replay(bars, progress)
-    pipe = build_pipeline(settings, strategy)
-    bus = pipe.bus
-    feed = ReplayFeed(bars, pipe.universe)
-    if recorder is not None:
-        recorder.attach(bus)
-        recorder.start(strategy.name, run_config(settings, strategy), bars.fingerprint)
-    started = time.perf_counter()
-    bar_count = 0
-    bar = None
-    status, error = "finished", None
-    pipe.host.start()
-    bar_progress = _progress(len(feed)) if progress else None
+    predictions: Predictions = "ahead",
+) -> SessionResult:
+    """Backtest ``bars``. A model strategy's predictions are computed ahead in large batches
+    (``"ahead"``, the default) or by the online predictor as paper and live do
+    (``"bar_by_bar"``); both must give the same run."""
+    ahead = attach_predictor(strategy, bars if predictions == "ahead" else None, progress)
+    bar_progress = _progress_bar(bars) if progress else None
+    session = TradingSession(
+        ReplaySource(bars),
+        build_pipeline(settings, strategy),
+        recorder,
+        commit=CommitPolicy.AT_END,
+        progress=bar_progress.update if bar_progress is not None else None,
+    )
     try:
-        deliver = bus.deliver
-        for bar in feed.slices(bus.next_seq):
-            pending = deliver(bar)
-            if pending is not None:
-                await pending
-            bar_count += 1
-            if bar_count % YIELD_EVERY == 0:
-                if bar_progress is not None:
-                    bar_progress.update(YIELD_EVERY)
-                await asyncio.sleep(0)
-        if bar is not None:
-            await finalize_positions(pipe, bar.ts_ns)
-    except HandlerError as exc:
-        status, error = "failed", str(exc)
-        raise
+        result = await session.run()
     finally:
         if bar_progress is not None:
             bar_progress.close()
-        elapsed = time.perf_counter() - started
-        pf = pipe.portfolio
-        curve_ts = np.asarray(pf.curve_ts, dtype=np.int64)
-        curve_eq = np.asarray(pf.curve_equity)
-        curve_gross = np.asarray(pf.curve_gross)
-        metrics = compute_metrics(
-            curve_ts,
-            curve_eq,
-            curve_gross,
-            pf.trades,
-            pf.initial_capital,
-            bars.interval_minutes,
-            pf.turnover,
-            pf.total_costs,
-        )
-        if recorder is not None:
-            recorder.finish(
-                status=status,
-                portfolio=pf,
-                metrics=metrics,
-                quality=bars.quality.as_dict(),
-                bars_processed=bar_count,
-                error=error,
-            )
-    return BacktestResult(
-        recorder.run_id if recorder else None,
-        metrics,
-        trade_dicts(pipe),
-        bar_count,
-        feed.matrix.n_symbol_bars,
-        pipe.execution.orders,
-        pipe.execution.denied,
-        bars.quality.as_dict(),
-        elapsed,
-        pipe,
-        strategy.report(),
-    )
+    if ahead is not None:
+        result.extra["model_calls"] = ahead.score()
+    return result
 
 
-def _progress(total: int) -> Any:
+def _progress_bar(bars: LoadedBars) -> Any:
     from tqdm import tqdm
 
+    total = int(bars.frame["ts"].nunique())
     return tqdm(total=total, unit="bar", unit_scale=True, leave=False, mininterval=0.5)

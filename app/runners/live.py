@@ -1,6 +1,6 @@
-"""Live trading: the paper session's pipeline with Kite's ticker as the feed and ``KiteBroker``
-as the broker. Reaching it needs a recorded promotion (``risk.promotion.check_live_allowed``),
-which the CLI checks before anything connects.
+"""Live trading: the one session with Kite's ticker as the feed and ``KiteBroker`` as the
+broker. Reaching it needs a recorded promotion (``risk.promotion.check_live_allowed``), which
+the CLI checks before anything connects.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from app.runners.paper import PaperSession
+from app.runners.paper import trading_session
 from brokers.costs import make_cost_model
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.broker import KiteBroker
@@ -25,7 +25,8 @@ from config.sessions import parse_interval
 from config.settings import EngineSettings
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars, load_bars
-from strategies.base import Strategy
+from engine.ports import Strategy
+from engine.session import TradingSession
 
 
 async def instrument_tokens(
@@ -83,11 +84,16 @@ async def kite_source(
     *,
     calendar: NseCalendar | None = None,
     flush_interval_s: float | None = 1.0,
+    stale_after_s: float = 5.0,
 ) -> KiteLiveSource:
-    """Kite ticks → bars for ``symbols`` (the paper daemon on live prices, and live mode)."""
+    """Kite ticks → bars for ``symbols`` (the paper daemon on live prices, and live mode).
+    ``stale_after_s`` of websocket silence (Kite heartbeats every second) is a stale feed:
+    the session's risk monitor stops new entries, and the ticker reconnects."""
     tokens = await instrument_tokens(kite, credentials, symbols)
     return KiteLiveSource(
-        lambda **callbacks: TickerClient(kite, credentials, **callbacks),
+        lambda **callbacks: TickerClient(
+            kite, credentials, stale_after_s=stale_after_s, **callbacks
+        ),
         tokens,
         parse_interval(settings.interval),
         flush_interval_s=flush_interval_s,
@@ -108,7 +114,7 @@ async def live_session(
     flush_interval_s: float | None = 1.0,
     calendar: NseCalendar | None = None,
     warmup: LoadedBars | None = None,
-) -> PaperSession:
+) -> TradingSession:
     """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion."""
     source = await kite_source(
         settings, kite, credentials, symbols, calendar=calendar,
@@ -122,6 +128,6 @@ async def live_session(
             tag_namespace=run_id, **(broker_options or {}),
         )  # fmt: skip
 
-    return PaperSession(
+    return trading_session(
         source, strategy, settings, db, resume=resume, broker_factory=broker, warmup=warmup
     )

@@ -109,7 +109,7 @@ class Histogram:
 
 
 class ObservedWindow(list[float]):
-    """Stands in for ``PaperStatus.decision_latency_s``: the session appends each bar's latency
+    """Stands in for ``SessionStatus.decision_latency_s``: the session appends each bar's latency
     and trims the list to a window; this list also hands every append to an observer, so the
     histogram counts every bar, not just those still in the window when Prometheus scrapes."""
 

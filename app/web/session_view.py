@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from app.runners.paper import PaperSession
 from app.web.prometheus import Exposition, Histogram
 from engine.events import TradingState
+from engine.session import TradingSession
 from engine.store.schema import FillRow, OrderRow, RiskEventRow
 
 
-def live_status(session: PaperSession) -> dict[str, Any]:
+def live_status(session: TradingSession) -> dict[str, Any]:
     """The process-side numbers for ``/api/state`` (under ``live``)."""
     status, pipe = session.status, session.pipe
     window = np.asarray(status.decision_latency_s, dtype=float)
@@ -33,11 +33,11 @@ def live_status(session: PaperSession) -> dict[str, Any]:
     }
 
 
-def _stored_counts(session: PaperSession) -> dict[str, dict[str, int]]:
+def _stored_counts(session: TradingSession) -> dict[str, dict[str, int]]:
     """Orders by status, fills, risk events by kind — counted from the database, which a
     restarted daemon continues, so the counters keep growing across restarts of one run."""
-    run_id = session.recorder.run_id
-    with session.recorder.engine.connect() as conn:
+    run_id = session.stored.run_id
+    with session.stored.engine.connect() as conn:
         orders = conn.execute(
             select(OrderRow.status, func.count())
             .where(OrderRow.run_id == run_id)
@@ -58,7 +58,7 @@ def _stored_counts(session: PaperSession) -> dict[str, dict[str, int]]:
     }
 
 
-def render_metrics(session: PaperSession, latency: Histogram) -> str:
+def render_metrics(session: TradingSession, latency: Histogram) -> str:
     """The ``/metrics`` page. Account numbers come from the live portfolio (current between
     bars too); order, fill and risk-event counts from the database."""
     status, pipe = session.status, session.pipe

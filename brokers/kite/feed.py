@@ -8,6 +8,7 @@ slices and runs the ticker client, closing quiet slots by the wall clock once a 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ class KiteLiveSource:
     """Streams slices from Kite's ticker for ``tokens`` (instrument token → symbol)."""
 
     finite = False
+    paced = True
 
     def __init__(
         self,
@@ -61,7 +63,6 @@ class KiteLiveSource:
         tokens: dict[int, str],
         interval_minutes: int,
         grace_s: float = 2.0,
-        on_stale: Callable[[float], Any] | None = None,
         flush_interval_s: float | None = 1.0,
         calendar: NseCalendar | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(IST),
@@ -73,12 +74,21 @@ class KiteLiveSource:
         self._tokens = tokens
         self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s)
         self._client_factory = client_factory
-        self._on_stale = on_stale
+        #: set by the session (the risk monitor's ``feed_stale``): told when the ticker's
+        #: watchdog finds the websocket silent, before it reconnects
+        self.on_stale: Callable[[int, float], Awaitable[None]] | None = None
         self._flush_interval_s = flush_interval_s  # None: bars close by tick time only
         self._calendar = calendar  # None: stream whenever started (tests, ad-hoc sessions)
         self._now = now
         self._sleep = sleep
         self.client: TickerClient | None = None
+
+    async def batches(
+        self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
+    ) -> AsyncIterator[tuple[BarSlice]]:
+        """The session's ``BarSource`` interface: one slice per batch, as each bar closes."""
+        async for bars in self.stream(universe, next_seq, stop):
+            yield (bars,)
 
     async def stream(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
@@ -101,6 +111,10 @@ class KiteLiveSource:
             if self._calendar is None:
                 return
 
+    async def _stale(self, silent_s: float) -> None:
+        if self.on_stale is not None:
+            await self.on_stale(time.time_ns(), silent_s)
+
     async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
         """Sleep ``seconds`` unless stopped first; True if stopped."""
         sleeper = asyncio.ensure_future(self._sleep(seconds))
@@ -122,7 +136,7 @@ class KiteLiveSource:
                 for batch in aggregator.on_tick(tick, received_at):
                     queue.put_nowait(batch)
 
-        client = self._client_factory(on_ticks=on_ticks, on_stale=self._on_stale)
+        client = self._client_factory(on_ticks=on_ticks, on_stale=self._stale)
         self.client = client
         await client.subscribe(list(self._tokens), "full")
         reader = asyncio.create_task(client.run())

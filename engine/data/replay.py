@@ -8,7 +8,11 @@ missing, and nobody may trade on it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -104,3 +108,60 @@ class ReplayFeed:
                 v[i, idx],
                 so[i, idx],
             )
+
+
+#: slices handed over at once by an unpaced replay: the session then loops over a plain list,
+#: and yields to the event loop (HTTP API, signals) once per batch
+FAST_BATCH = 4096
+
+
+class ReplaySource:
+    """Stored bars as a session's ``BarSource``: ``speed`` × real time (each slice released
+    when it would be known live: at its bar's end), or as fast as possible (``speed=None``).
+
+    ``batch`` slices go out together when unpaced: large for a backtest, 1 for a paper daemon
+    whose operator controls must act between any two bars."""
+
+    finite = True
+    on_stale: Callable[[int, float], Awaitable[None]] | None = None  # stored bars never go quiet
+
+    def __init__(
+        self, bars: LoadedBars, speed: float | None = None, batch: int = FAST_BATCH
+    ) -> None:
+        self.bars = bars
+        self.speed = speed
+        self.batch = max(1, batch) if speed is None else 1
+        self.paced = speed is not None
+        self.fingerprint = bars.fingerprint
+        self.interval_minutes = bars.interval_minutes
+        self.quality = bars.quality.as_dict()
+        self.n_symbol_bars = 0  # known once the replay's matrix is built
+
+    async def batches(
+        self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
+    ) -> AsyncIterator[Iterable[BarSlice]]:
+        feed = ReplayFeed(self.bars, universe)
+        self.n_symbol_bars = feed.matrix.n_symbol_bars
+        slices = feed.slices(next_seq)
+        if self.speed is None:
+            # lazy chunks, not lists: a slice draws its sequence number from the bus when it is
+            # built, so it must be built only when the session reaches it (after the events of
+            # the bar before it)
+            left = len(feed)
+            while left > 0 and not stop.is_set():
+                yield islice(slices, self.batch)
+                left -= self.batch
+                await asyncio.sleep(0)
+            return
+        first_known: int | None = None
+        wall0 = time.monotonic()
+        for bars in slices:
+            known = bars.ts_ns + bars.interval_ns
+            first_known = known if first_known is None else first_known
+            delay = wall0 + (known - first_known) / 1e9 / self.speed - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return
+            yield (bars,)

@@ -1,4 +1,4 @@
-"""The daemon's HTTP API against a real PaperSession on a synthetic replay and a real SQLite file.
+"""The daemon's HTTP API against a real TradingSession on a synthetic replay and a real SQLite file.
 
 The replay is released bar by bar by the test (``SteppedReplay``), so every check runs at a
 known point between two bars instead of racing a paced feed.
@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine, select
 
 from app.http_api import HttpApiError, build_app, start_http_api
-from app.runners.paper import PaperSession
+from app.runners.paper import trading_session
 from app.web.auth import ControlToken, ControlTokenError, default_token_path, resolve_token
 from app.web.snapshot import thin
 from config.settings import load_settings
@@ -30,6 +30,7 @@ from engine.data.replay import ReplayFeed
 from engine.data.synthetic import SyntheticMarket
 from engine.events import BarSlice
 from engine.log import configure_logging
+from engine.session import TradingSession
 from engine.store.database import open_database
 from engine.store.schema import EquityRow, FillRow, OrderRow, PositionRow, RiskEventRow, RunRow
 from engine.universe import Universe
@@ -39,11 +40,16 @@ TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def paper_session(source: SteppedReplay, db: Engine) -> TradingSession:
+    return trading_session(source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db)
+
+
 class SteppedReplay:
     """A replay ``BarSource`` that releases one slice per permit and reports when the session
     has finished processing it (the generator resumes only when the next slice is asked for)."""
 
     finite = True
+    paced = True
 
     def __init__(self, bars: LoadedBars) -> None:
         self.bars = bars
@@ -54,14 +60,14 @@ class SteppedReplay:
         self._permits = asyncio.Semaphore(0)
         self._progress = asyncio.Condition()
 
-    async def stream(
+    async def batches(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
-    ) -> AsyncIterator[BarSlice]:
+    ) -> AsyncIterator[tuple[BarSlice]]:
         for bars in ReplayFeed(self.bars, universe).slices(next_seq):
             await self._permits.acquire()
             if stop.is_set():
                 return
-            yield bars
+            yield (bars,)
             self.done += 1
             async with self._progress:
                 self._progress.notify_all()
@@ -79,7 +85,7 @@ class SteppedReplay:
 
 @dataclass
 class Daemon:
-    session: PaperSession
+    session: TradingSession
     source: SteppedReplay
     client: TestClient
     db: Engine
@@ -116,7 +122,9 @@ async def daemon(tmp_path) -> AsyncIterator[Daemon]:
     configure_logging("paper")
     db = open_database(str(tmp_path / "api.db"))
     source = SteppedReplay(SyntheticMarket(symbols=2, days=2).bars("5minute"))
-    session = PaperSession(source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db)
+    session = trading_session(
+        source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db
+    )
     app = build_app(session, ControlToken(TOKEN, None))
     task = asyncio.create_task(session.run())
     try:
@@ -205,13 +213,15 @@ async def test_state_numbers_equal_the_database(daemon: Daemon) -> None:
     assert account["equity"] == pytest.approx(daemon.session.pipe.portfolio.equity)
     assert state["live"]["bars_processed"] == daemon.session.status.bars_processed
     assert state["live"]["latency_ms"]["window"] == daemon.source.done
-    assert any("paper.start" in line and "paper" in line for line in state["logs"])
+    assert any("session.start" in line and "mode=paper" in line for line in state["logs"])
 
 
 async def test_state_before_the_run_is_stored_says_so(tmp_path) -> None:
     db = open_database(str(tmp_path / "early.db"))
     source = SteppedReplay(SyntheticMarket(symbols=2, days=1).bars("5minute"))
-    session = PaperSession(source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db)
+    session = trading_session(
+        source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db
+    )
     async with TestClient(TestServer(build_app(session, ControlToken(TOKEN, None)))) as client:
         response = await client.get("/api/state")
         assert response.status == 503
@@ -422,7 +432,9 @@ async def test_start_http_api_writes_a_private_token_and_never_logs_it(
     os.chmod(token_file, 0o644)  # a leftover readable file must not stay readable
     db = open_database(str(tmp_path / "start.db"))
     source = SteppedReplay(SyntheticMarket(symbols=2, days=1).bars("5minute"))
-    session = PaperSession(source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db)
+    session = trading_session(
+        source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db
+    )
     with structlog.testing.capture_logs() as logs:
         runner = await start_http_api(session, "127.0.0.1", 0, token_file=token_file)
     try:
@@ -477,7 +489,9 @@ async def test_a_taken_port_is_a_clear_error(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("TRADER_TOKEN", TOKEN)
     db = open_database(str(tmp_path / "port.db"))
     source = SteppedReplay(SyntheticMarket(symbols=1, days=1).bars("5minute"))
-    session = PaperSession(source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db)
+    session = trading_session(
+        source, SmaCross(SmaCrossParams(5, 20, 1)), load_settings("paper"), db
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -196,7 +196,7 @@ async def test_live_session_survives_a_dropped_feed_and_failing_order_api(tmp_pa
 
 async def test_paper_on_live_kite_prices_never_sends_orders_to_kite(tmp_path):
     from app.runners.live import kite_source
-    from app.runners.paper import PaperSession
+    from app.runners.paper import trading_session
     from engine.store.database import open_database
 
     engine = open_database(str(tmp_path / "paper-kite.db"))
@@ -206,7 +206,7 @@ async def test_paper_on_live_kite_prices_never_sends_orders_to_kite(tmp_path):
         source = await kite_source(
             settings, fake.settings(), fake.credentials(), ["INFY"], flush_interval_s=None
         )
-        session = PaperSession(source, SmaCross(PARAMS), settings, engine)
+        session = trading_session(source, SmaCross(PARAMS), settings, engine)
         recorded = set(fake.orders)
         task = asyncio.create_task(session.run())
         await fake.ticker.wait_subscribed([INFY], "full")
@@ -268,3 +268,33 @@ async def test_live_session_warms_up_from_kite_history_without_orders(tmp_path):
     assert session.pipe.host.strategy._state[sid, N_SEEN] == 2 * 375  # every bar seen
     assert set(fake.orders) == recorded and session.status.bars_processed == 0
     assert session.pipe.portfolio.holdings() == {}
+
+
+async def test_a_silent_feed_stops_new_entries_through_the_risk_monitor(tmp_path):
+    """The websocket stays open but nothing arrives (no ticks, no heartbeats): the ticker's
+    watchdog reports it, the session's risk monitor goes REDUCING (no new exposure), the event
+    is stored at once, and the ticker reconnects."""
+    from app.runners.live import kite_source
+    from app.runners.paper import trading_session
+    from engine.events import TradingState
+    from engine.store.database import open_database
+    from engine.store.schema import RiskEventRow
+
+    engine = open_database(str(tmp_path / "stale.db"))
+    settings = load_settings("paper", interval="1minute")
+    async with FakeKite(heartbeat_s=60) as fake:  # silent: no heartbeat within the test
+        fake.add_instrument(INFY, "INFY")
+        source = await kite_source(
+            settings, fake.settings(), fake.credentials(), ["INFY"], flush_interval_s=None,
+            stale_after_s=0.3,
+        )  # fmt: skip
+        session = trading_session(source, SmaCross(PARAMS), settings, engine)
+        task = asyncio.create_task(session.run())
+        await until(lambda: session.pipe.state.state is TradingState.REDUCING, 5.0)
+        await until(lambda: source.client is not None and source.client.stats.connects >= 2, 5.0)
+        session.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert session.pipe.state.reason.startswith("no market data for")
+    with engine.connect() as conn:
+        events = conn.execute(select(RiskEventRow.gate, RiskEventRow.state)).all()
+    assert ("stale_data", "REDUCING") in [tuple(e) for e in events]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
 from app.cli import main
 from engine.store.database import open_database
-from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow
+from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = [
@@ -32,6 +34,9 @@ ARGS = [
     "--slippage-bps",
     "1",
 ]
+
+
+MODES = ("backtest", "paper")
 
 
 def rows(db: Path, run_id: str) -> dict[str, list[tuple]]:
@@ -68,10 +73,20 @@ def rows(db: Path, run_id: str) -> dict[str, list[tuple]]:
             .where(EquityRow.run_id == run_id)
             .order_by(EquityRow.ts)
         ).all()
+        trades = conn.execute(
+            select(
+                TradeRow.symbol, TradeRow.side, TradeRow.qty, TradeRow.entry_ts,
+                TradeRow.entry_price, TradeRow.exit_ts, TradeRow.exit_price, TradeRow.pnl,
+                TradeRow.costs, TradeRow.exit_reason,
+            )
+            .where(TradeRow.run_id == run_id)
+            .order_by(TradeRow.id)
+        ).all()  # fmt: skip
     return {
         "orders": [tuple(r) for r in orders],
         "fills": [tuple(r) for r in fills],
         "equity": [tuple(r) for r in equity],
+        "trades": [tuple(r) for r in trades],
     }
 
 
@@ -83,17 +98,57 @@ def runs(db: Path) -> list:
 
 def test_paper_replay_at_max_speed_equals_the_backtest(tmp_path, nifty_path):
     db = tmp_path / "same.db"
-    assert (
-        main(["backtest", "--data", str(nifty_path), *ARGS, "--db", str(db), "--no-progress"]) == 0
-    )
-    assert (
-        main(["paper", "--feed", f"replay:{nifty_path}", "--speed", "max", *ARGS, "--db", str(db)])
-        == 0
-    )
+    out = {mode: (tmp_path / f"{mode}.json", tmp_path / f"{mode}.html") for mode in MODES}
+    backtest_args = ["backtest", "--data", str(nifty_path), *ARGS, "--no-progress"]
+    paper_args = ["paper", "--feed", f"replay:{nifty_path}", "--speed", "max", *ARGS]
+    for mode, argv in zip(MODES, (backtest_args, paper_args), strict=True):
+        json_out, report = out[mode]
+        assert main([*argv, "--db", str(db), "--json", str(json_out), "--report", str(report)]) == 0
     backtest, paper = runs(db)
     assert (backtest.mode, paper.mode) == ("backtest", "paper")
     a, b = rows(db, backtest.run_id), rows(db, paper.run_id)
     assert len(a["fills"]) > 20
+    assert a == b
+    # --json and --report do what they say in every mode: one result shape, one report
+    results = {mode: json.loads(out[mode][0].read_text()) for mode in MODES}
+    assert results["paper"].keys() == results["backtest"].keys()
+    assert results["paper"]["mode"] == "paper" and results["paper"]["status"] == "finished"
+    assert results["paper"]["metrics"] == results["backtest"]["metrics"]
+    assert results["paper"]["trades"] == results["backtest"]["trades"]
+    for mode, run in (("backtest", backtest), ("paper", paper)):
+        page = out[mode][1].read_text()
+        assert f"mode <b>{mode}</b>" in page and run.run_id in page
+
+
+def test_model_paper_replay_equals_the_backtest(tmp_path, nifty_path):
+    """The model strategy on real NSE bars: the backtest decides from predictions computed ahead
+    in batches, the paper daemon bar by bar through the online predictor (as it will live) —
+    and they store identical orders, fills, trades and equity."""
+    from engine.data.loader import load_bars
+    from models.feature_source import table_from_loaded_bars
+    from tests.support.models import trading_model
+
+    bars = load_bars([nifty_path], "5minute", end_date=date(2021, 2, 15))
+    model = trading_model(table_from_loaded_bars(bars), tmp_path / "m.ckpt")
+    args = [
+        "--interval", "5minute", "--strategy", "model", "--model", str(model),
+        "--param", "entry_threshold=0.55", "--param", "exit_threshold=0.45",
+        "--param", "notional=200000", "--end-date", "2021-02-15", "--slippage-bps", "1",
+    ]  # fmt: skip
+    db = tmp_path / "model.db"
+    assert (
+        main(["backtest", "--data", str(nifty_path), *args, "--db", str(db), "--no-progress"]) == 0
+    )
+    paper = ["paper", "--feed", f"replay:{nifty_path}", "--speed", "max", *args, "--db", str(db)]
+    assert main(paper) == 0
+    backtest, paper_run = runs(db)
+    assert (backtest.mode, paper_run.mode) == ("backtest", "paper")
+    configs = [json.loads(run.config_json) for run in (backtest, paper_run)]
+    for config in configs:
+        assert config["settings"].pop("mode") in ("backtest", "paper")
+    assert configs[0] == configs[1] and configs[0]["model_hash"]  # same model, same key
+    a, b = rows(db, backtest.run_id), rows(db, paper_run.run_id)
+    assert len(a["fills"]) > 20 and len(a["trades"]) > 10
     assert a == b
 
 

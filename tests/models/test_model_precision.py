@@ -13,10 +13,11 @@ import pytest
 
 import models.precision as precision
 from app.cli import main
+from app.wiring import check_strategy
 from models.checkpoint import save_bundle
 from models.errors import ModelError
 from models.inference import Predictor
-from strategies.model_strategy import ModelStrategyParams
+from strategies.registry import make_strategy
 from tests.models.test_model_inference import N_FEATURES, WINDOW, make_bundle
 
 ONEDNN_ERROR = "could not create a primitive descriptor for the LSTM forward propagation primitive"
@@ -52,10 +53,12 @@ def test_predictor_refuses_bf16_naming_the_capability(no_bf16: None) -> None:
     assert Predictor([make_bundle(0)]).predict(x).shape == (2, 3)
 
 
-def test_strategy_parameter_is_refused_at_parse_time(no_bf16: None) -> None:
+def test_strategy_check_refuses_before_any_data(no_bf16: None) -> None:
+    """The app checks a model strategy's precision as soon as the strategy is made."""
+    bf16 = make_strategy("model", {"precision": "bf16"})
     with pytest.raises(ValueError, match="precision=bf16 is not available"):
-        ModelStrategyParams.from_strings({"precision": "bf16"})
-    assert ModelStrategyParams.from_strings({"precision": "fp32"}).precision == "fp32"
+        check_strategy(bf16)
+    check_strategy(make_strategy("model", {"precision": "fp32"}))  # fp32 always runs
 
 
 def test_backtest_command_refuses_before_storing_anything(

@@ -1,4 +1,5 @@
-"""The model strategy: batched (cached) predictions take the same decisions as bar-by-bar."""
+"""The model strategy: predictions computed ahead (cached) take the same decisions as bar by bar,
+through the strategy alone and through the whole pipeline."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import torch
 from engine.events import BarSlice, FeatureSlice, OrderType, Side
 from models.checkpoint import ModelBundle, save_bundle
 from models.dataset import FeatureTable, WindowSet, window_ends
-from models.errors import SpecMismatchError
+from models.inference import OnlinePredictor, Predictor
 from models.network import BUY, HOLD, SELL, IntradayClassifier, ModelConfig
+from models.predictions import PrecomputedPredictor
 from models.scaler import Scaler
 from models.synthetic import synthetic_table
 from strategies.model_strategy import ModelStrategy, ModelStrategyParams, decide
@@ -92,6 +94,21 @@ def slices(table: FeatureTable) -> Iterator[tuple[BarSlice, FeatureSlice]]:
         yield bars, feats
 
 
+def network(path: Path) -> Predictor:
+    return Predictor.from_paths([path], expected_spec_hash=None)
+
+
+def online(params: ModelStrategyParams) -> ModelStrategy:
+    """The strategy as paper and live run it: one forward pass per slice."""
+    return ModelStrategy(params, OnlinePredictor(network(Path(params.model))))
+
+
+def ahead(params: ModelStrategyParams, table: FeatureTable) -> tuple[ModelStrategy, bool]:
+    """The strategy as a replay runs it, and whether its predictions came from the cache."""
+    predictor = PrecomputedPredictor(network(Path(params.model)), table, params.cache_dir)
+    return ModelStrategy(params, predictor), predictor.cache_hit
+
+
 def run(strategy: ModelStrategy, table: FeatureTable) -> list[tuple[int, str, int]]:
     ctx = FakeContext()
     strategy.on_start(ctx)
@@ -140,21 +157,21 @@ def test_batched_path_takes_the_same_decisions(
         sizing=sizing,
         cache_dir=str(tmp_path),
     )
-    bar_by_bar = run(ModelStrategy(params), table)
-    batched = ModelStrategy(params)
-    assert batched.prepare_backtest(table) is False  # computed, then cached on disk
+    bar_by_bar = run(online(params), table)
+    batched, hit = ahead(params, table)
+    assert hit is False  # computed, then cached on disk
     decisions = run(batched, table)
     assert len(bar_by_bar) > 20
     assert {q > 0 for _, _, q in bar_by_bar} >= {True, False}
     assert decisions == bar_by_bar
-    again = ModelStrategy(params)
-    assert again.prepare_backtest(table) is True  # cache hit keyed by model + data
+    again, hit = ahead(params, table)
+    assert hit is True  # cache hit keyed by model + data
     assert run(again, table) == bar_by_bar
 
 
 def test_cache_is_keyed_by_the_data(model_path: Path, table: FeatureTable, tmp_path: Path) -> None:
     params = ModelStrategyParams(model=str(model_path), cache_dir=str(tmp_path))
-    assert ModelStrategy(params).prepare_backtest(table) is False
+    assert ahead(params, table)[1] is False
     values = table.values.copy()
     values[100, 2] += 1.0
     changed = FeatureTable(
@@ -167,7 +184,7 @@ def test_cache_is_keyed_by_the_data(model_path: Path, table: FeatureTable, tmp_p
         table.feature_names,
         table.close,
     )
-    assert ModelStrategy(params).prepare_backtest(changed) is False
+    assert ahead(params, changed)[1] is False
     assert len(list(tmp_path.glob("pred-*.npz"))) == 2
 
 
@@ -175,10 +192,10 @@ def test_cached_rerun_is_much_faster(model_path: Path, tmp_path: Path) -> None:
     big = synthetic_table(n_symbols=6, days=6, bars_per_day=75, n_features=N_FEATURES, seed=9)
     params = ModelStrategyParams(model=str(model_path), cache_dir=str(tmp_path))
     started = time.perf_counter()
-    ModelStrategy(params).prepare_backtest(big)
+    ahead(params, big)
     first = time.perf_counter() - started
     started = time.perf_counter()
-    assert ModelStrategy(params).prepare_backtest(big) is True
+    assert ahead(params, big)[1] is True
     assert time.perf_counter() - started < first
 
 
@@ -186,11 +203,11 @@ def test_features_of_another_spec_are_refused(model_path: Path) -> None:
     other = synthetic_table(
         n_symbols=1, days=1, bars_per_day=20, n_features=N_FEATURES, spec_hash="other-spec"
     )
-    strategy = ModelStrategy(ModelStrategyParams(model=str(model_path)))
-    with pytest.raises(SpecMismatchError, match=r"synthetic-spec.*other-spec"):
-        run(strategy, other)
-    with pytest.raises(SpecMismatchError):
-        ModelStrategy(ModelStrategyParams(model=str(model_path))).prepare_backtest(other)
+    params = ModelStrategyParams(model=str(model_path))
+    with pytest.raises(ValueError, match=r"synthetic-spec.*other-spec"):
+        run(online(params), other)
+    with pytest.raises(ValueError, match=r"synthetic-spec.*other-spec"):
+        ahead(params, other)
 
 
 def probs(*rows: tuple[float, float, float]) -> np.ndarray:
@@ -232,48 +249,44 @@ def test_params_from_strings_and_validation() -> None:
         ModelStrategyParams.from_strings({"entry_threshold": "0.4", "exit_threshold": "0.5"})
     with pytest.raises(ValueError, match="last_entry"):
         ModelStrategyParams.from_strings({"last_entry": "3pm"})
-    with pytest.raises(ValueError, match="parameter model is required"):
+    with pytest.raises(ValueError, match="no predictor"):
         ModelStrategy(ModelStrategyParams()).on_start(FakeContext())
+    from app.wiring import attach_predictor
+
+    with pytest.raises(ValueError, match="parameter model is required"):
+        attach_predictor(ModelStrategy(ModelStrategyParams()))
 
 
 def test_same_trades_through_the_engine_pipeline(nifty_path: Path, tmp_path: Path) -> None:
-    """Bar-by-bar vs predictions computed ahead, through the real backtest runner."""
+    """Bar by bar (the online predictor, as paper and live decide) vs predictions computed
+    ahead, each through the real backtest runner: the same orders, fills, trades and equity."""
     import asyncio
     from datetime import date
 
-    runner = pytest.importorskip("app.runners.backtest")
+    from app.runners.backtest import run_backtest
     from config.settings import load_settings
     from engine.data.loader import load_bars
-    from engine.features.spec import SPEC_HASH
     from models.feature_source import table_from_loaded_bars
+    from tests.support.models import trading_model
 
     bars = load_bars([nifty_path], "5minute", date(2021, 1, 1), date(2021, 2, 15))
-    table = table_from_loaded_bars(bars)
-    torch.manual_seed(1)
-    cfg = ModelConfig(n_features=89, window=20, hidden_size=8, num_heads=2, head_hidden=(8,))
-    model = IntradayClassifier(cfg).eval()
-    ready = table.values[table.ready]
-    scaler = Scaler(ready.mean(axis=0).astype(np.float64), ready.std(axis=0) + 1e-6, len(ready))
-    windows = WindowSet(table, window_ends(table, 20), 20, mean=scaler.mean, scale=scaler.scale)
-    with torch.no_grad():
-        z = model(torch.from_numpy(windows.gather(np.arange(len(windows)))))
-        k = 2.0 / z.std(dim=0)
-        model.head[-1].weight.mul_(k[:, None])
-        model.head[-1].bias.mul_(k).sub_((z * k).mean(dim=0))
-    path = tmp_path / "m.ckpt"
-    save_bundle(ModelBundle(model, scaler, SPEC_HASH), path)
+    path = trading_model(table_from_loaded_bars(bars), tmp_path / "m.ckpt")
     settings = load_settings("backtest", interval="5minute")
     params = ModelStrategyParams(
         model=str(path), entry_threshold=0.55, exit_threshold=0.45, cache_dir=str(tmp_path)
     )
-    results = []
-    for ahead in (False, True):
+    arms = {}
+    for predictions in ("bar_by_bar", "ahead"):
         strategy = ModelStrategy(params)
-        if ahead:
-            strategy.prepare_backtest(table)
-        result = asyncio.run(runner.run_backtest(bars, strategy, settings, None))
-        results.append((result.orders, round(result.metrics["total_pnl"], 6), strategy.stats))
-    assert results[0][0] > 10
-    assert results[0][:2] == results[1][:2]
-    assert results[0][2]["intents"] == results[1][2]["intents"]
-    assert results[0][2]["predicted"] == results[1][2]["predicted"]
+        result = asyncio.run(run_backtest(bars, strategy, settings, predictions=predictions))
+        kind = type(strategy.predictor).__name__
+        arms[predictions] = (kind, result, dict(strategy.stats))
+    assert arms["bar_by_bar"][0] == "OnlinePredictor"
+    assert arms["ahead"][0] == "PrecomputedPredictor"
+    by_bar, batched = arms["bar_by_bar"][1], arms["ahead"][1]
+    assert by_bar.orders > 10 and len(by_bar.trades) > 5
+    assert by_bar.trades == batched.trades
+    assert by_bar.metrics == batched.metrics
+    assert by_bar.pipeline.portfolio.curve_equity == batched.pipeline.portfolio.curve_equity
+    assert arms["bar_by_bar"][2] == arms["ahead"][2]
+    assert "model_calls" in batched.extra  # scored against the realised labels

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.runners.backtest import run_backtest
-from app.runners.paper import PaperSession
+from app.runners.paper import trading_session
 from config.settings import load_settings
 from engine.data.synthetic import SyntheticMarket
 from engine.store.database import open_database
@@ -67,7 +67,7 @@ async def stored_runs(db_path, paper_days: int, paper_params=PARAMS):
     engine = open_database(str(db_path))
     bt = RunRecorder(engine, "backtest")
     await run_backtest(trending(25), SmaCross(PARAMS), load_settings(interval="15minute"), bt)
-    session = PaperSession(
+    session = trading_session(
         trending(paper_days),
         SmaCross(paper_params),
         load_settings("paper", interval="15minute"),

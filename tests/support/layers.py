@@ -27,13 +27,6 @@ LAYERS: dict[str, int] = {
 }
 
 
-#: (importing module, imported package) pairs tolerated for now, each with the work that
-#: removes it; the list only shrinks
-KNOWN_DEBT: dict[tuple[str, str], str] = {
-    ("strategies.model_strategy", "models"): "the predictor port (issue 9, item 2)",
-}
-
-
 @dataclass(frozen=True)
 class Violation:
     path: Path
@@ -73,9 +66,6 @@ def violations(root: Path) -> list[Violation]:
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
             for line, module in imported_modules(tree):
                 top = module.split(".")[0]
-                name = ".".join(path.relative_to(root).with_suffix("").parts)
-                if (name, top) in KNOWN_DEBT:
-                    continue
                 if top in LAYERS and not allowed(package, top):
                     found.append(Violation(path.relative_to(root), line, package, module))
     return found

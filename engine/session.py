@@ -1,0 +1,375 @@
+"""One trading session for every mode: backtest, paper and live all run this loop.
+
+A session is a bar source, a clock, the shared pipeline (whose broker is simulated or Kite's) and
+a commit policy — the parts DESIGN.md names, handed in by the app layer:
+
+| mode | source | clock | broker | commit |
+| --- | --- | --- | --- | --- |
+| backtest | replay, as fast as possible | replay (bar time) | simulated | ``AT_END`` |
+| paper | paced replay or Kite bars | wall | simulated | ``PER_BAR`` + fills |
+| live | Kite bars | wall | Kite | ``PER_BAR`` + fills |
+
+(``AT_END``: the whole run in one transaction; ``PER_BAR`` + fills: each bar, and each fill
+that arrives between bars, its own transaction.)
+
+The middle — features, strategy, risk, execution, portfolio, metrics, the stored rows — is the
+same objects in every mode, so a paper run on a replay at full speed stores exactly what the
+backtest stores; tests hold it to that. The only per-bar difference is the commit policy: a
+backtest delivers bars in a tight loop and writes once at the end, a daemon takes a lock per
+bar (operator controls act between bars), times the decision and commits the bar's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import structlog
+
+from config.sessions import local_day
+from engine.data.loader import LoadedBars
+from engine.data.replay import ReplayFeed
+from engine.events import BarSlice, BrokerEvent, Fill, OrderUpdate
+from engine.metrics import compute_metrics
+from engine.pipeline import Pipeline, run_config
+from engine.ports import BarSource
+from engine.restore import check_resumable, restore
+from engine.store.queries import trade_dict
+from engine.store.recorder import RunRecorder
+
+log = structlog.get_logger()
+
+
+class CommitPolicy(StrEnum):
+    """When a session's rows reach the database."""
+
+    AT_END = "at_end"  # backtest: the whole run in one transaction when it ends
+    PER_BAR = "per_bar"  # paper/live: each bar (and each fill between bars) its own transaction
+
+
+@dataclass
+class SessionStatus:
+    """What a running session reports (HTTP API, dashboard, /metrics)."""
+
+    run_id: str = ""
+    mode: str = "backtest"
+    clock: str = "replay"  # replay: time is bar time; wall: bars arrive as they close
+    bars_processed: int = 0
+    symbol_bars: int = 0
+    warmup_bars: int = 0
+    last_bar_ts: int = 0
+    feed_lag_s: float = 0.0  # wall clock only: seconds from a bar's end to its processing
+    decision_latency_s: list[float] = field(default_factory=list)
+    outcome: str = "created"  # created, running, finished, stopped, interrupted, failed
+    finished: bool = False
+
+
+@dataclass
+class SessionResult:
+    """A finished (or stopped) session: the same shape in every mode."""
+
+    run_id: str | None
+    mode: str
+    outcome: str
+    metrics: dict[str, float]
+    trades: list[dict[str, Any]]
+    bars_processed: int
+    symbol_bars: int
+    orders: int
+    denials: int
+    quality: dict[str, Any]
+    data_fingerprint: str
+    elapsed_s: float  # in the bar loop: from the first slice to the end-of-data settlement
+    pipeline: Pipeline = field(repr=False)
+    #: what the app layer adds about the run (e.g. the model's calls scored against labels)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "status": self.outcome,
+            "metrics": {k: (None if not math.isfinite(v) else v) for k, v in self.metrics.items()},
+            "trades": self.trades,
+            "bars_processed": self.bars_processed,
+            "symbol_bars": self.symbol_bars,
+            "orders": self.orders,
+            "risk_denials": self.denials,
+            "data_quality": self.quality,
+            "data_fingerprint": self.data_fingerprint,
+            "elapsed_seconds": self.elapsed_s,
+            **self.extra,
+        }
+
+
+class TradingSession:
+    """Runs ``source``'s bars through ``pipeline`` and stores the run as ``commit`` says."""
+
+    def __init__(
+        self,
+        source: BarSource,
+        pipeline: Pipeline,
+        recorder: RunRecorder | None,
+        *,
+        commit: CommitPolicy,
+        resume: str | None = None,
+        warmup: LoadedBars | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> None:
+        if recorder is None and (commit is CommitPolicy.PER_BAR or resume):
+            raise ValueError("a per-bar (paper/live) or resumed session needs a database")
+        self.source = source
+        self.pipe = pipeline
+        self.settings = pipeline.settings
+        self.mode = self.settings.mode
+        self.recorder = recorder
+        self.commit = commit
+        self.resume_id = resume
+        self.warmup = warmup  # history through the decision handlers first: warm indicators
+        self._progress = progress
+        self.status = SessionStatus(
+            run_id=recorder.run_id if recorder else "",
+            mode=self.mode,
+            clock="replay" if source.finite else "wall",
+        )
+        source.on_stale = self._feed_stale
+        self.stop = asyncio.Event()
+        self._day = -1
+        self._loop_started: float | None = None
+        self._in_bar = False
+        self._bar_lock = asyncio.Lock()
+
+    @property
+    def stored(self) -> RunRecorder:
+        """The run's recorder (a daemon's session always has one; a backtest may not)."""
+        if self.recorder is None:
+            raise RuntimeError("this session is not stored in a database")
+        return self.recorder
+
+    # ---- the loop ------------------------------------------------------------------------------
+    async def run(self) -> SessionResult:
+        pipe, status = self.pipe, self.status
+        resume_after = await self._open()
+        outcome, error = "failed", None
+        try:
+            if self.warmup is not None:
+                for bars in ReplayFeed(self.warmup, pipe.universe).slices(pipe.bus.next_seq):
+                    await pipe.warm(bars)  # indicators and model windows only; no orders
+                    status.warmup_bars += 1
+                log.info("session.warmed", mode=self.mode, bars=status.warmup_bars)
+            # a real broker connects and reconciles after restored orders were handed to it,
+            # so it recognises them at the account by their tags
+            await pipe.broker.start()
+            pipe.host.start()
+            status.outcome = "running"
+            last_ts = await self._loop(resume_after)
+            finished = self.source.finite and not self.stop.is_set()
+            if finished and last_ts is not None:
+                pf = pipe.portfolio
+                if await pipe.broker.end_of_data(last_ts, pf.holdings(), pf.last_price):
+                    pf.curve_equity[-1] = pf.equity
+            outcome = "finished" if finished else "stopped"
+        except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+            outcome, error = "interrupted", f"interrupted ({type(exc).__name__})"
+            raise
+        except BaseException as exc:
+            # a crash mid-bar leaves that bar uncommitted: a resume replays it
+            error = str(exc)
+            log.error("session.failed", mode=self.mode, run_id=status.run_id, error=error)
+            raise
+        finally:
+            try:
+                await pipe.broker.stop()
+            finally:
+                looped = self._loop_started
+                elapsed = time.perf_counter() - looped if looped is not None else 0.0
+                metrics = self._finish(outcome, error)
+        return SessionResult(
+            status.run_id or None, self.mode, outcome, metrics, trade_dicts(pipe),
+            status.bars_processed, status.symbol_bars, pipe.execution.orders,
+            pipe.execution.denied, self.source.quality, self.source.fingerprint, elapsed,
+            pipe,
+        )  # fmt: skip
+
+    async def _loop(self, resume_after: int) -> int | None:
+        """Every batch of slices through the pipeline; returns the last bar's timestamp."""
+        pipe, status = self.pipe, self.status
+        bus = pipe.bus
+        deliver = bus.deliver
+        per_bar = self.commit is CommitPolicy.PER_BAR
+        last_ts: int | None = None
+        async for batch in self.source.batches(pipe.universe, bus.next_seq, self.stop):
+            if self._loop_started is None:  # after the source's own set-up (e.g. the pivot)
+                self._loop_started = time.perf_counter()
+            bars: BarSlice | None = None
+            count = symbol_bars = 0
+            if per_bar:
+                for bars in batch:
+                    if bars.ts_ns <= resume_after:
+                        await pipe.warm(bars)  # processed before the restart: state only
+                        continue
+                    await self._guarded_bar(bars)
+            else:  # the backtest's hot path: nothing per bar but the delivery
+                for bars in batch:
+                    pending = deliver(bars)
+                    if pending is not None:
+                        await pending
+                    count += 1
+                    symbol_bars += len(bars.symbols)
+                status.bars_processed += count
+                status.symbol_bars += symbol_bars
+                if self._progress is not None:
+                    self._progress(count)
+            if bars is not None:
+                last_ts = bars.ts_ns
+        return last_ts
+
+    async def _guarded_bar(self, bars: BarSlice) -> None:
+        """A daemon's bar: operator controls wait for it; its rows are one transaction."""
+        status = self.status
+        day = local_day(bars.ts_ns)
+        if day != self._day:
+            if self._day != -1:
+                self._end_of_day()
+            self._day = day
+        async with self._bar_lock:
+            started = time.perf_counter()
+            self._in_bar = True
+            await self.pipe.bus.publish(bars)
+            self._in_bar = False
+            status.decision_latency_s.append(time.perf_counter() - started)
+            del status.decision_latency_s[:-1000]
+            status.bars_processed += 1
+            status.symbol_bars += len(bars.symbols)
+            status.last_bar_ts = bars.ts_ns
+            if status.clock == "wall":
+                status.feed_lag_s = max(0.0, time.time() - (bars.ts_ns + bars.interval_ns) / 1e9)
+            self._commit_now()
+
+    # ---- start, resume, finish -----------------------------------------------------------------
+    async def _open(self) -> int:
+        """Start a new run, or restore a stopped one; returns the last bar already processed."""
+        pipe, recorder, status = self.pipe, self.recorder, self.status
+        resume_after = 0
+        if recorder is not None:
+            config = run_config(self.settings, pipe.host.strategy)
+            if self.resume_id:
+                run = check_resumable(
+                    recorder.engine, self.resume_id, self.mode, config, self.source.fingerprint
+                )
+                resume_after = await restore(pipe, recorder, run)
+                status.bars_processed = int(run.bars_processed)
+                log.info(
+                    "session.resume", mode=self.mode, run_id=run.run_id, after_bar=resume_after,
+                    holdings=pipe.portfolio.holdings(), state=str(pipe.state.state),
+                )  # fmt: skip
+            else:
+                recorder.start(pipe.host.strategy.name, config, self.source.fingerprint)
+            recorder.attach(pipe.bus)
+            if self.commit is CommitPolicy.PER_BAR:
+                for kind in (Fill, OrderUpdate, BrokerEvent):
+                    pipe.bus.subscribe(kind, self._between_bars)
+        if not self.resume_id:
+            log.info(
+                "session.start", mode=self.mode, run_id=status.run_id,
+                strategy=pipe.host.strategy.name, source=self.source.fingerprint,
+                clock=status.clock, commit=str(self.commit),
+            )  # fmt: skip
+        return resume_after
+
+    def _finish(self, outcome: str, error: str | None) -> dict[str, float]:
+        """Metrics, once, from the portfolio's curve; the run's final row and status."""
+        pf, status = self.pipe.portfolio, self.status
+        metrics = compute_metrics(
+            np.asarray(pf.curve_ts, dtype=np.int64), np.asarray(pf.curve_equity),
+            np.asarray(pf.curve_gross), pf.trades, pf.initial_capital,
+            self.source.interval_minutes, pf.turnover, pf.total_costs,
+        )  # fmt: skip
+        status.outcome = outcome
+        status.finished = outcome == "finished"
+        if self.recorder is not None:
+            try:
+                self.recorder.finish(
+                    status=outcome, portfolio=pf, metrics=metrics, quality=self.source.quality,
+                    bars_processed=status.bars_processed, error=error,
+                )  # fmt: skip
+            except Exception as exc:
+                if outcome in ("finished", "stopped"):
+                    raise
+                log.error("session.store_failed", mode=self.mode, error=str(exc))
+        if status.clock == "wall" or outcome != "finished":
+            log.info(
+                "session.stop", mode=self.mode, run_id=status.run_id, status=outcome,
+                equity=round(pf.equity, 2),
+            )  # fmt: skip
+        return metrics
+
+    async def _feed_stale(self, ts_ns: int, silent_s: float) -> None:
+        """A live feed went quiet: the risk monitor decides (no new entries), between bars."""
+        async with self._bar_lock:
+            await self.pipe.monitor.feed_stale(ts_ns, silent_s)
+            self._commit_now()
+
+    def _between_bars(self, _event: object) -> None:
+        """A live broker reports fills whenever Kite does; store them at once, not with the
+        next bar, so a crash in between cannot lose them."""
+        if not self._in_bar:
+            self._commit_now()
+
+    def _end_of_day(self) -> None:
+        pf = self.pipe.portfolio
+        log.info(
+            "session.end_of_day", mode=self.mode, equity=round(pf.equity, 2),
+            realized=round(pf.realized, 2), trades=len(pf.trades), holdings=pf.holdings(),
+            state=str(self.pipe.state.state),
+        )  # fmt: skip
+
+    def _commit_now(self) -> None:
+        if self.recorder is not None and self.commit is CommitPolicy.PER_BAR:
+            self.recorder.commit_bar(
+                self.pipe.portfolio, self.status.bars_processed, self.pipe.state
+            )
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    # ---- operator controls (the HTTP API calls these on the session's event loop) ------------
+    def _now_ns(self) -> int:
+        """Controls act at the last processed bar's time: orders they raise fill on the next bar,
+        exactly as a strategy's would."""
+        return self.status.last_bar_ts or self.pipe.portfolio.ts_ns
+
+    async def kill_switch(self, who: str) -> None:
+        """HALTED + cancel + flatten everything; only ``resume`` lifts it."""
+        async with self._bar_lock:
+            await self.pipe.monitor.kill_switch(self._now_ns(), who)
+            self._commit_now()
+
+    async def resume_trading(self, who: str) -> None:
+        async with self._bar_lock:
+            await self.pipe.state.resume(self._now_ns(), who, f"operator resume by {who}")
+            self._commit_now()
+
+    async def flatten(self, symbol: str, who: str) -> bool:
+        """Close one symbol's position; False if nothing is held in it."""
+        async with self._bar_lock:
+            if symbol not in self.pipe.portfolio.holdings():
+                return False
+            reason = f"flatten {symbol} by {who}"
+            await self.pipe.monitor.flatten(self._now_ns(), reason, only=symbol)
+            self._commit_now()
+            return True
+
+
+def trade_dicts(pipe: Pipeline) -> list[dict[str, Any]]:
+    return [
+        trade_dict(t.symbol, t.side, t.qty, t.entry_ts_ns, t.entry_price, t.exit_ts_ns,
+                   t.exit_price, t.pnl, t.costs, t.exit_reason)
+        for t in pipe.portfolio.trades
+    ]  # fmt: skip
