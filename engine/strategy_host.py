@@ -39,9 +39,6 @@ class StrategyHost:
         self._id_ts = 0
         self._id_n = 0
         self.warming = False  # replaying history to rebuild state: intents are discarded
-        #: the intent being published: the order execution makes of it is announced while the
-        #: publish is in progress, so ownership needs no ever-growing set of intent ids
-        self._in_flight: str | None = None
         self._my_orders: set[str] = set()
 
     # ---- StrategyContext ---------------------------------------------------------------------
@@ -111,8 +108,14 @@ class StrategyHost:
         self.strategy.on_features(features, self)
         return self._flush() if self._outbox else None
 
+    def owns(self, intent_id: str) -> bool:
+        """Whether an intent id (``name-ts-n``) is this strategy's. Read from the id itself, so
+        nothing is remembered per intent (denied and warm-up intents never become orders), and
+        an order announced late, or restored after a restart, is recognised all the same."""
+        return intent_id.rsplit("-", 2)[0] == self.strategy.name
+
     def on_order(self, order: Order) -> None:
-        if order.intent_id == self._in_flight:
+        if self.owns(order.intent_id):
             self._my_orders.add(order.order_id)
 
     def on_fill(self, fill: Fill) -> Awaitable[None] | None:
@@ -124,17 +127,12 @@ class StrategyHost:
 
     def adopt_order(self, order: Order) -> None:
         """An order of this strategy restored after a restart (still open at the broker)."""
-        if order.intent_id.startswith(f"{self.strategy.name}-"):
-            self._my_orders.add(order.order_id)
+        self.on_order(order)
 
     async def _flush(self) -> None:
         outbox, self._outbox = self._outbox, []
         if self.warming:
             return
         bus = self._bus
-        try:
-            for intent in outbox:
-                self._in_flight = intent.intent_id
-                await bus.publish(intent._replace(seq=bus.next_seq()))
-        finally:
-            self._in_flight = None
+        for intent in outbox:
+            await bus.publish(intent._replace(seq=bus.next_seq()))

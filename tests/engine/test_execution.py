@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import pytest
 
-from brokers.base import Broker
 from config.settings import RiskSettings
 from engine.bus import EventBus
 from engine.events import (
@@ -30,6 +29,7 @@ from engine.events import (
     TradingState,
 )
 from engine.execution import ExecutionStage, PendingBook
+from engine.ports import Broker
 from risk.chain import RiskChain
 from risk.gates import Gate, MaxPositionGate, TradingStateGate
 from risk.state import TradingStateMachine

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from config.sessions import IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, local_day
 from config.settings import RiskSettings
 from engine.bus import EventBus
 from engine.events import (
@@ -31,7 +32,6 @@ from engine.events import (
     Side,
     TradingState,
 )
-from engine.sessions import IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, local_day
 from risk.monitor import KILL_SWITCH, BrokerTroubleGuard, RiskMonitor, publish_close
 from risk.state import TradingStateMachine
 
@@ -289,12 +289,6 @@ async def test_flatten_on_halt_false_halts_without_touching_orders_or_holdings()
     assert [o.order_id for o in rig.broker.open_orders()] == ["o1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="boundary: 1 - equity/peak rounds below the limit for round numbers (1 - 80000/100000 "
-    "== 0.19999999999999996 < 0.2), so a drawdown of exactly the configured percentage does not "
-    "cross it although the reason text and the precomputed equity level both say ≥",
-)
 @pytest.mark.parametrize(
     ("reduce", "equity", "expected"),
     [(10.0, 90_000, ("drawdown", REDUCING)), (15.0, 80_000, ("max_drawdown", HALTED))],
@@ -547,7 +541,7 @@ def comparable(entries: Iterable[Entry]) -> list[object]:
 async def test_a_restored_monitor_carries_on_exactly_like_an_uninterrupted_one(
     crash_after: int,
 ) -> None:
-    """Crash after any bar, restore the way engine/runners/restore.py does (state and reason,
+    """Crash after any bar, restore the way engine/restore.py does (state and reason,
     peak from the stored equity curve, the day's start = the last equity of an earlier day or
     the capital), and the rest of the run publishes exactly what the uninterrupted run did."""
     risk, capital, held = settings(daily=5.0, reduce=10.0, max_dd=20.0), 100_000.0, {"X": 10}
