@@ -20,7 +20,9 @@ from engine.universe import Universe
 
 
 @nb.njit(cache=True, nogil=True)
-def _mark(qty, last, sid, close, out):  # pragma: no cover - numba
+def _mark(  # pragma: no cover - numba
+    qty: np.ndarray, last: np.ndarray, sid: np.ndarray, close: np.ndarray, out: np.ndarray
+) -> bool:
     """Store the slice's closes; market value and gross exposure into ``out``.
 
     Returns False (nothing changed) if a sid is beyond the arrays: the caller grows them."""

@@ -91,7 +91,7 @@ def decide(
     p_sell, p_buy = probs[:, SELL], probs[:, BUY]
     want_long = (p_buy >= params.entry_threshold) & (p_buy > p_sell)
     want_short = (p_sell >= params.entry_threshold) & (p_sell > p_buy)
-    cur = np.sign(held).astype(np.int64)
+    cur: np.ndarray = np.sign(held).astype(np.int64)
     new = cur.copy()
     flat, long_, short = cur == 0, cur > 0, cur < 0
     reverse = 1 if params.allow_short else 0

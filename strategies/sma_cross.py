@@ -40,7 +40,9 @@ RING = 12  # the last ``slow`` closes start here
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _kahan(st, s, base, comp, value):  # pragma: no cover - numba
+def _kahan(  # pragma: no cover - numba
+    st: np.ndarray, s: int, base: int, comp: int, value: float
+) -> None:
     y = value - st[s, base + comp]
     t = st[s, base + SUM] + y
     st[s, base + comp] = t - st[s, base + SUM] - y
@@ -48,7 +50,9 @@ def _kahan(st, s, base, comp, value):  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, nogil=True)
-def _sma_cross_step(sid, close, st, fast, slow, signal):  # pragma: no cover - numba
+def _sma_cross_step(  # pragma: no cover - numba
+    sid: np.ndarray, close: np.ndarray, st: np.ndarray, fast: int, slow: int, signal: np.ndarray
+) -> int:
     """Update both moving averages for each symbol; signal +1 cross up, -1 cross down, else 0.
 
     The window mean is computed the way pandas' ``rolling(n).mean()`` computes it — Kahan-
