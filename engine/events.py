@@ -90,16 +90,6 @@ class FeatureSlice(NamedTuple):
     spec_hash: str
 
 
-class Signal(NamedTuple):
-    """A strategy's opinion before it becomes an intent (kept for analysis)."""
-
-    ts_ns: int
-    seq: int
-    symbol: str
-    value: float
-    reason: str
-
-
 class OrderIntent(NamedTuple):
     """What a strategy wants; becomes an ``Order`` only after the risk chain approves it."""
 

@@ -39,7 +39,6 @@ from brokers.kite.ticker_protocol import (
     IST,
     MODE_QUOTE,
     MODES,
-    Tick,
     TickerProtocolError,
     decode_message,
     decode_text_message,
@@ -281,9 +280,3 @@ class TickerClient:
         ws = self._ws
         if ws is not None and not ws.closed:
             await ws.close()
-
-
-def tick_time(tick: Tick, received_at: datetime | None = None) -> datetime | None:
-    """The exchange timestamp of a tick, else its arrival time (ltp/quote modes carry none)."""
-    stamp = tick.get("exchange_timestamp")
-    return stamp if isinstance(stamp, datetime) else received_at
