@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from engine.version import code_version
 from models.errors import CheckpointError, SpecMismatchError
 from models.labels import LabelConfig
 from models.network import CLASS_NAMES, IntradayClassifier, ModelConfig
@@ -73,31 +72,6 @@ class ModelBundle:
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()
-
-
-@cache
-def code_version() -> str:
-    """Package version plus the git commit of the working tree when there is one."""
-    try:
-        from importlib.metadata import version
-
-        base = version("nse-trader")
-    except Exception:
-        base = "unknown"
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{base}+g{out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return base
 
 
 def running_spec() -> tuple[str, str, tuple[str, ...]] | None:
