@@ -87,7 +87,14 @@ def running_spec() -> tuple[str, str, tuple[str, ...]] | None:
 def check_spec(what: str, model_hash: str, running_hash: str | None) -> None:
     """Refuse a model trained on another feature spec (no-op when nothing is running)."""
     if running_hash is not None and model_hash != running_hash:
-        raise SpecMismatchError(what, model_hash, running_hash)
+        raise SpecMismatchError(
+            what,
+            model_hash,
+            running_hash,
+            "the model was trained on different features and is refused (retrain, or run the "
+            "calculator version it was trained with)",
+            against="the running feature calculator's",
+        )
 
 
 def bundle_to_dict(bundle: ModelBundle) -> dict[str, Any]:

@@ -23,15 +23,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.features.calculator import REQUIRED_COLUMNS, FeatureInputError, history_arrays
-from engine.features.spec import FEATURE_NAMES, N_FEATURES, SPEC_HASH, SPEC_VERSION
+from engine.features.spec import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    SPEC_HASH,
+    SPEC_VERSION,
+    SpecMismatchError,
+)
 
 META_HASH = b"feature_spec_hash"
 META_VERSION = b"feature_spec_version"
 META_NAMES = b"feature_names"
-
-
-class SpecMismatchError(ValueError):
-    """A feature file written under another feature spec (or under none)."""
 
 
 def feature_schema() -> pa.Schema:
@@ -132,7 +134,11 @@ def read_features(path: str | Path, columns: list[str] | None = None) -> pd.Data
     if found != SPEC_HASH:
         version = meta.get(META_VERSION, b"?").decode()
         raise SpecMismatchError(
-            f"{path}: feature spec hash {found} (v{version}) differs from this calculator's "
-            f"{SPEC_HASH} (v{SPEC_VERSION}); rebuild the file with `trader features build`"
+            str(path),
+            found,
+            SPEC_HASH,
+            f"the file was written under spec v{version}, this calculator is v{SPEC_VERSION}; "
+            "rebuild it with `trader features build`",
+            against="this calculator's",
         )
     return pq.read_table(path, columns=columns).to_pandas()

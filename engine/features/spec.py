@@ -31,6 +31,34 @@ SPEC_VERSION = "1.0.0"
 
 SESSION_MINUTES = 375  # 09:15–15:30 IST
 
+
+class SpecMismatchError(ValueError):
+    """Something made under one feature spec (a feature file, a model, a prediction table) met
+    features of another, and is refused.
+
+    The one class for every such refusal, in the core because the spec is the core's: the
+    feature-file reader raises it here, the model package re-exports it (``models.errors``), and
+    a caller catches one type — a ``ValueError``, which the CLI reports as bad input (status 2).
+    The message names both hashes, since the person reading it has to find out which side is
+    stale.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        found_hash: str,
+        expected_hash: str,
+        remedy: str = "it was made under different features and is refused",
+        against: str = "the features'",
+    ) -> None:
+        super().__init__(
+            f"{what}: feature spec hash {found_hash} does not match {against} spec hash "
+            f"{expected_hash}; {remedy}"
+        )
+        self.found_hash = found_hash
+        self.expected_hash = expected_hash
+
+
 DERIVED_INPUTS: dict[str, str] = {
     "logret_pct": "100 * ln(close[t] / close[t-1]) for t >= 1 (the series starts at bar 1)",
 }

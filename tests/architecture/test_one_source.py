@@ -9,29 +9,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+import pytest
 import torch
 
+from app.cli import main
+from engine.features import spec
+from engine.features.build import META_HASH, feature_schema
 from engine.store.database import open_database
 from engine.store.queries import load_run
 from engine.store.recorder import RunRecorder
 from engine.version import code_version
-from models.checkpoint import ModelBundle, save_bundle
+from models import errors as model_errors
+from models.checkpoint import ModelBundle, load_bundle, save_bundle
 from models.network import IntradayClassifier, ModelConfig
 from models.scaler import Scaler
+
+
+def tiny_bundle(spec_hash: str) -> ModelBundle:
+    config = ModelConfig(n_features=4, window=4, hidden_size=4, num_heads=1, head_hidden=(4,))
+    return ModelBundle(
+        model=IntradayClassifier(config).eval(),
+        scaler=Scaler(np.zeros(4), np.ones(4), 1),
+        spec_hash=spec_hash,
+    )
 
 
 def test_a_model_file_and_a_run_from_one_checkout_carry_the_same_code_version(
     tmp_path: Path,
 ) -> None:
     """Models and runs are matched up by their stamp: both must write the very same string."""
-    config = ModelConfig(n_features=4, window=4, hidden_size=4, num_heads=1, head_hidden=(4,))
-    bundle = ModelBundle(
-        model=IntradayClassifier(config).eval(),
-        scaler=Scaler(np.zeros(4), np.ones(4), 1),
-        spec_hash="s" * 64,
-    )
     model_path = tmp_path / "m.ckpt"
-    save_bundle(bundle, model_path)
+    save_bundle(tiny_bundle("s" * 64), model_path)
     stamped_model = torch.load(model_path, weights_only=True)["code_version"]
 
     db = open_database(str(tmp_path / "runs.db"))
@@ -40,3 +49,31 @@ def test_a_model_file_and_a_run_from_one_checkout_carry_the_same_code_version(
     stamped_run = load_run(db, recorder.run_id)["code_version"]
 
     assert stamped_model == stamped_run == code_version()
+
+
+def test_one_spec_mismatch_error_refuses_feature_files_and_models(tmp_path: Path) -> None:
+    """The feature-file reader and the model loader raise the core's one class, naming both
+    hashes; it is a ValueError, which is what the CLI maps to its bad-input status."""
+    assert model_errors.SpecMismatchError is spec.SpecMismatchError
+    assert issubclass(spec.SpecMismatchError, ValueError)
+
+    model_path = tmp_path / "m.ckpt"
+    save_bundle(tiny_bundle("a" * 64), model_path)
+    with pytest.raises(spec.SpecMismatchError) as refused_model:
+        load_bundle(model_path, expected_spec_hash="b" * 64)
+    assert "a" * 64 in str(refused_model.value) and "b" * 64 in str(refused_model.value)
+
+
+def test_a_spec_mismatch_is_bad_input_to_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / "stale.parquet"
+    schema = feature_schema()
+    pq.write_table(
+        schema.empty_table().replace_schema_metadata({**schema.metadata, META_HASH: b"f" * 64}),
+        stale,
+    )
+    rc = main(["train", "--features", str(stale), "--out", str(tmp_path / "model")])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "f" * 64 in err and spec.SPEC_HASH in err and str(stale) in err

@@ -15,13 +15,12 @@ from features_testdata import NSE_DIR, edge_case_bars, nse_5min
 from app.cli import main
 from engine.features.build import (
     META_HASH,
-    SpecMismatchError,
     build_from_frame,
     read_features,
     split_by_symbol,
 )
 from engine.features.calculator import compute_history
-from engine.features.spec import FEATURE_NAMES, SPEC_HASH, SPEC_VERSION
+from engine.features.spec import FEATURE_NAMES, SPEC_HASH, SPEC_VERSION, SpecMismatchError
 
 
 @pytest.fixture(scope="module")
