@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from config.sessions import IST
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -273,7 +275,7 @@ def synthetic_symbols(n_symbols: int, n_bars: int) -> Iterator[pd.DataFrame]:
     days = pd.bdate_range("2015-01-01", periods=n_bars // per_day + 1).values
     minutes = (555 + 5 * np.arange(per_day)) * 60_000_000_000
     naive = (days[:, None] + minutes.astype("timedelta64[ns]")[None, :]).ravel()[:n_bars]
-    stamps = pd.DatetimeIndex(naive).tz_localize("Asia/Kolkata")
+    stamps = pd.DatetimeIndex(naive).tz_localize(IST)
     for j in range(n_symbols):
         d = random_walk(n_bars, 1, seed=j)
         frame = pd.DataFrame({k: d[k][:, 0] for k in d})

@@ -1,8 +1,9 @@
-"""NSE session arithmetic on UTC epoch nanoseconds.
+"""The exchange's clock: its time zone, its session hours and session arithmetic on UTC epoch ns.
 
-India has no daylight saving, so Asia/Kolkata is a fixed +05:30 offset and session maths can be
-integer arithmetic on epoch nanoseconds — the hot paths (feeds, square-off, features) never
-touch datetime objects.
+The one definition of each: every module that needs the zone or the NSE hours imports them from
+here. India has no daylight saving, so Asia/Kolkata is a fixed +05:30 offset and session maths
+can be integer arithmetic on epoch nanoseconds — the hot paths (feeds, square-off, features)
+never touch datetime objects.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import time
+from typing import Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
+
+#: The exchange's zone by name: for what takes a name rather than a tzinfo (Arrow schemas,
+#: pandas dtype strings such as ``datetime64[ns, Asia/Kolkata]``).
+IST_ZONE_NAME: Final = "Asia/Kolkata"
+#: The same zone as a tzinfo: for ``datetime`` arithmetic and pandas' tz_convert / tz_localize.
+IST: Final = ZoneInfo(IST_ZONE_NAME)
 
 NS_PER_MINUTE = 60_000_000_000
 NS_PER_DAY = 86_400_000_000_000

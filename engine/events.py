@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-IST = "Asia/Kolkata"
+from config.sessions import IST
 
 
 def ts_to_ist(ts_ns: int) -> pd.Timestamp:

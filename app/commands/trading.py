@@ -167,7 +167,7 @@ async def _warmup_history(
     from pathlib import Path
 
     from app.runners.live import history_for_warmup
-    from config.calendar import IST
+    from config.sessions import IST
 
     return await history_for_warmup(
         kite,

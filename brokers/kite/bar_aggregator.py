@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from brokers.kite.ticker_protocol import IST, Tick
-from config.sessions import IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, NSE, SessionTimes
+from brokers.kite.ticker_protocol import Tick
+from config.sessions import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, NSE, SessionTimes
 
 NS_PER_SECOND = 1_000_000_000
 OHLCV = tuple[float, float, float, float, int]

@@ -17,9 +17,8 @@ import structlog
 
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.ticker_client import TickerClient
-from brokers.kite.ticker_protocol import IST
 from config.calendar import NseCalendar
-from config.sessions import local_day
+from config.sessions import IST, local_day
 from engine.events import BarSlice
 from engine.universe import Universe
 

@@ -36,7 +36,6 @@ from brokers.kite.auth import KiteCredentials
 from brokers.kite.errors import KiteTokenError
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_protocol import (
-    IST,
     MODE_QUOTE,
     MODES,
     TickerProtocolError,
@@ -46,6 +45,7 @@ from brokers.kite.ticker_protocol import (
     subscribe_message,
     unsubscribe_message,
 )
+from config.sessions import IST
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from config.sessions import NSE, SessionTimes, local_minutes, parse_interval
+from config.sessions import IST, NSE, SessionTimes, local_minutes, parse_interval
 from engine.data.quality import DataError, DataQuality
-from engine.events import IST
 
 TIME_COLUMNS = ("ts", "timestamp", "date", "datetime", "time")
 PRICE_COLUMNS = ("open", "high", "low", "close")

@@ -14,10 +14,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from config.sessions import NSE, parse_interval
+from config.sessions import IST, NSE, parse_interval
 from engine.data.loader import LoadedBars, assemble_bars, validate_bars
 from engine.data.quality import DataQuality
-from engine.events import IST
 
 NAMES = [
     "RELIANCE",

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from config.sessions import IST, IST_ZONE_NAME
 from engine.features.calculator import REQUIRED_COLUMNS, FeatureInputError, history_arrays
 from engine.features.spec import (
     FEATURE_NAMES,
@@ -38,7 +39,7 @@ META_NAMES = b"feature_names"
 
 def feature_schema() -> pa.Schema:
     fields = [
-        pa.field("ts", pa.timestamp("ns", tz="Asia/Kolkata")),
+        pa.field("ts", pa.timestamp("ns", tz=IST_ZONE_NAME)),
         pa.field("symbol", pa.string()),
     ]
     fields += [pa.field(name, pa.float32()) for name in FEATURE_NAMES]
@@ -110,7 +111,7 @@ def write_features(groups: Iterable[pd.DataFrame], out: str | Path) -> BuildRepo
 
 
 def _to_table(bars: pd.DataFrame, values: np.ndarray, schema: pa.Schema) -> pa.Table:
-    ts = bars["ts"].dt.tz_convert("Asia/Kolkata").astype("datetime64[ns, Asia/Kolkata]")
+    ts = bars["ts"].dt.tz_convert(IST).astype(f"datetime64[ns, {IST_ZONE_NAME}]")
     columns = np.ascontiguousarray(values.T)  # one copy; each feature column is then zero-copy
     arrays = [pa.array(ts), pa.array(bars["symbol"].astype(str).to_numpy(), pa.string())]
     arrays += [pa.array(columns[j]) for j in range(len(FEATURE_NAMES))]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config.sessions import local_days
+from config.sessions import IST, IST_ZONE_NAME, local_days
 from engine.features import kernels as K
 from engine.features.spec import FEATURE_NAMES, MAX_WARMUP, N_FEATURES
 
@@ -40,7 +40,7 @@ class FeatureInputError(ValueError):
 def _describe(kind: int, row: int, sid: np.ndarray, ts: np.ndarray | int, values: dict) -> str:
     where = f"row {row} (sid {int(sid[row])}"
     stamp = ts if isinstance(ts, int) else int(ts[row])
-    where += f", ts {pd.Timestamp(stamp, tz='UTC').tz_convert('Asia/Kolkata')})"
+    where += f", ts {pd.Timestamp(stamp, tz='UTC').tz_convert(IST)})"
     if kind == K.ERR_SID:
         return f"{where}: symbol id must be >= 0"
     if kind == K.ERR_PRICE:
@@ -233,7 +233,7 @@ def compute_history(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _empty_result() -> pd.DataFrame:
     cols: dict[str, pd.Series] = {
-        "ts": pd.Series([], dtype="datetime64[ns, Asia/Kolkata]"),
+        "ts": pd.Series([], dtype=f"datetime64[ns, {IST_ZONE_NAME}]"),
         "symbol": pd.Series([], dtype=object),
     }
     cols.update({name: pd.Series([], dtype=np.float32) for name in FEATURE_NAMES})

@@ -6,6 +6,10 @@ stamp, the feature-spec mismatch error, the exchange time zone, the session hour
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,7 @@ import pytest
 import torch
 
 from app.cli import main
+from config.sessions import IST_ZONE_NAME, NSE
 from engine.features import spec
 from engine.features.build import META_HASH, feature_schema
 from engine.store.database import open_database
@@ -24,6 +29,13 @@ from models import errors as model_errors
 from models.checkpoint import ModelBundle, load_bundle, save_bundle
 from models.network import IntradayClassifier, ModelConfig
 from models.scaler import Scaler
+from tests.support.layers import LAYERS
+from tests.support.paths import ROOT
+
+#: the one module allowed to name the exchange's zone
+ZONE_HOME = Path("config/sessions.py")
+#: run in their own venv without the project (see their docstring): a checked copy, below
+ANCHORS = Path("bench/anchors")
 
 
 def tiny_bundle(spec_hash: str) -> ModelBundle:
@@ -77,3 +89,60 @@ def test_a_spec_mismatch_is_bad_input_to_the_cli(
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "f" * 64 in err and spec.SPEC_HASH in err and str(stale) in err
+
+
+def _zone_definitions(path: Path) -> Iterator[str]:
+    """Places in ``path`` that name the zone themselves: a ``ZoneInfo(...)`` call or a string
+    holding "Asia/Kolkata" that is not a docstring."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ZoneInfo":
+            yield f"{path}:{node.lineno}: ZoneInfo(...)"
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and IST_ZONE_NAME in node.value
+            and id(node) not in docstrings
+        ):
+            yield f"{path}:{node.lineno}: {node.value!r}"
+
+
+def test_the_exchange_zone_is_defined_once() -> None:
+    """Product code, test support and benchmarks import the zone from config.sessions (tests
+    themselves may spell it out: they state expectations independently of the code)."""
+    roots = [*LAYERS, "tests/support", "bench"]
+    found = [
+        hit
+        for root in roots
+        for path in sorted((ROOT / root).rglob("*.py"))
+        if path.relative_to(ROOT) != ZONE_HOME and ANCHORS not in path.relative_to(ROOT).parents
+        for hit in _zone_definitions(path.relative_to(ROOT))
+    ]
+    assert not found, "import IST / IST_ZONE_NAME from config.sessions instead:\n" + "\n".join(
+        found
+    )
+
+
+def test_the_bench_anchors_copy_of_the_exchange_clock_agrees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The anchors cannot import the project, so they keep a copy of the zone and the session;
+    this holds the copy to the one source."""
+    spec = importlib.util.spec_from_file_location("anchor_bars", ROOT / ANCHORS / "_bars.py")
+    assert spec is not None and spec.loader is not None
+    anchor = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, anchor)  # its dataclasses look themselves up
+    spec.loader.exec_module(anchor)
+    copy = {
+        "zone": anchor.IST,
+        "open": anchor.SESSION_OPEN_MINUTE,
+        "close": anchor.SESSION_CLOSE_MINUTE,
+    }
+    assert copy == {"zone": IST_ZONE_NAME, "open": NSE.open_minute, "close": NSE.close_minute}

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from config.calendar import IST, NseCalendar
+from config.calendar import NseCalendar
+from config.sessions import IST
 from config.settings import SessionSettings, load_settings
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.cli import main
 from app.runners.live import live_session
-from brokers.kite.ticker_protocol import IST
+from config.sessions import IST
 from config.settings import PromotionSettings, load_settings
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow
 from risk.promotion import evaluate, record

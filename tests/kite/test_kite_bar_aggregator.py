@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
-from brokers.kite.ticker_protocol import IST
+from config.sessions import IST
 
 DAY = datetime(2024, 6, 5, tzinfo=IST)
 

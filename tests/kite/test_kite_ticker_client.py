@@ -14,7 +14,8 @@ import pytest
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.errors import KiteTokenError
 from brokers.kite.ticker_client import TickerClient
-from brokers.kite.ticker_protocol import IST, frame_packets
+from brokers.kite.ticker_protocol import frame_packets
+from config.sessions import IST
 from tests.support.fake_kite.server import FakeKite
 
 INFY, NIFTY = 408065, 256265
