@@ -130,6 +130,7 @@ async def run_backtest(
             bars.interval_minutes,
             pf.turnover,
             pf.total_costs,
+            session=settings.session.times,
         )
         if recorder is not None:
             recorder.finish(

@@ -18,7 +18,7 @@ import structlog
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.ticker_client import TickerClient
 from config.calendar import NseCalendar
-from config.sessions import IST, local_day
+from config.sessions import IST, SessionTimes, local_day
 from engine.events import BarSlice
 from engine.universe import Universe
 
@@ -63,6 +63,8 @@ class KiteLiveSource:
         on_stale: Callable[[float], Any] | None = None,
         flush_interval_s: float | None = 1.0,
         calendar: NseCalendar | None = None,
+        *,
+        session: SessionTimes,
         now: Callable[[], datetime] = lambda: datetime.now(IST),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -70,7 +72,7 @@ class KiteLiveSource:
         self.fingerprint = "kite-live"
         self.quality: dict[str, Any] = {"source": "kite ticker"}
         self._tokens = tokens
-        self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s)
+        self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s, session=session)
         self._client_factory = client_factory
         self._on_stale = on_stale
         self._flush_interval_s = flush_interval_s  # None: bars close by tick time only

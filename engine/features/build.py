@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from config.sessions import IST, IST_ZONE_NAME
+from config.sessions import IST, IST_ZONE_NAME, SessionTimes
 from engine.features.calculator import REQUIRED_COLUMNS, FeatureInputError, history_arrays
 from engine.features.spec import (
     FEATURE_NAMES,
@@ -85,8 +85,10 @@ def split_by_symbol(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
             yield frame.iloc[start:stop]
 
 
-def write_features(groups: Iterable[pd.DataFrame], out: str | Path) -> BuildReport:
-    """Compute and write the features of each one-symbol bar frame in ``groups``."""
+def write_features(
+    groups: Iterable[pd.DataFrame], out: str | Path, *, session: SessionTimes
+) -> BuildReport:
+    """Compute and write the features of each one-symbol bar frame of ``session`` in ``groups``."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = feature_schema()
@@ -99,7 +101,7 @@ def write_features(groups: Iterable[pd.DataFrame], out: str | Path) -> BuildRepo
             for group in groups:
                 if group.empty:
                     continue
-                bars, values, ready = history_arrays(group)
+                bars, values, ready = history_arrays(group, session=session)
                 writer.write_table(_to_table(bars, values, schema))
                 n_ready += int(ready.sum())
                 n_symbols += int(bars["symbol"].nunique())
@@ -118,9 +120,9 @@ def _to_table(bars: pd.DataFrame, values: np.ndarray, schema: pa.Schema) -> pa.T
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def build_from_frame(frame: pd.DataFrame, out: str | Path) -> BuildReport:
-    """A long bar frame (ts, symbol, OHLCV) → feature file, one symbol at a time."""
-    return write_features(split_by_symbol(frame), out)
+def build_from_frame(frame: pd.DataFrame, out: str | Path, *, session: SessionTimes) -> BuildReport:
+    """A long bar frame (ts, symbol, OHLCV) of ``session`` → feature file, one symbol at a time."""
+    return write_features(split_by_symbol(frame), out, session=session)
 
 
 def read_features(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

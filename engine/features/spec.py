@@ -17,7 +17,10 @@ Conventions that every formula below relies on:
 - Ratios whose denominator is zero (flat bars, zero volume on index data) are defined as 0
   unless the formula says otherwise; TA-Lib's own zero guards are kept where TA-Lib has them.
 - Session-scoped features restart at the first bar of each session (``session_open``) and at a
-  symbol's first bar. Minute of session is measured from 09:15 IST of the bar's start.
+  symbol's first bar. ``minute_of_session`` is the bar's start in minutes after the session's
+  open, and the time-of-session period is the session's length: the spec states them for the
+  NSE session (09:15 IST, ``SESSION_MINUTES``, from ``config.sessions.NSE``); a run whose
+  settings name other hours computes them in its own session (the calculator takes the hours).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.sessions import NSE
+
 SPEC_VERSION = "1.0.0"
 
-SESSION_MINUTES = 375  # 09:15–15:30 IST
+SESSION_MINUTES = NSE.length_minutes  # 375: 09:15–15:30 IST
 
 
 class SpecMismatchError(ValueError):

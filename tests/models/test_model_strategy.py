@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from config.sessions import NSE
 from engine.events import BarSlice, FeatureSlice, OrderType, Side
 from models.checkpoint import ModelBundle, save_bundle
 from models.dataset import FeatureTable, WindowSet, window_ends
@@ -247,7 +248,7 @@ def test_same_trades_through_the_engine_pipeline(nifty_path: Path, tmp_path: Pat
     from engine.features.spec import SPEC_HASH
     from models.feature_source import table_from_loaded_bars
 
-    bars = load_bars([nifty_path], "5minute", date(2021, 1, 1), date(2021, 2, 15))
+    bars = load_bars([nifty_path], "5minute", date(2021, 1, 1), date(2021, 2, 15), session=NSE)
     table = table_from_loaded_bars(bars)
     torch.manual_seed(1)
     cfg = ModelConfig(n_features=89, window=20, hidden_size=8, num_heads=2, head_hidden=(8,))
