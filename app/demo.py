@@ -60,10 +60,10 @@ def train_demo_model(bars: LoadedBars, out: Path, epochs: int, seed: int) -> Pat
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from app.commands.run_options import prepare_run, run_and_report
+    from app.commands.run_options import prepare_run, run_and_report, settings_from_args
 
     market = SyntheticMarket(symbols=args.symbols, days=args.days, seed=args.seed)
-    bars = market.bars(args.interval)
+    bars = market.bars(args.interval, settings_from_args(args).session.times)
     print(
         f"synthetic market: {args.symbols} symbols × {args.days} sessions, seed {args.seed}, "
         f"{args.interval} bars"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.events import IST
+from config.sessions import IST
 from engine.metrics import drawdown_series
 from engine.pipeline import run_config
 from engine.session import SessionResult

@@ -45,9 +45,12 @@ if {universe}:
     bars = SyntheticMarket(symbols=100, days=60, seed=1).bars("5minute")
     settings = load_settings(costs={{"model": "none"}})
 else:
-    bars = load_bars([{nifty!r}], "1minute")
     settings = load_settings(interval="1minute", costs={{"model": "none"}},
                              session={{"square_off_enabled": False}}, capital=10_000_000)
+    try:  # trees where the run's session hours are passed down
+        bars = load_bars([{nifty!r}], "1minute", session=settings.session.times)
+    except (TypeError, AttributeError):
+        bars = load_bars([{nifty!r}], "1minute")
 run = lambda: asyncio.run(run_backtest(bars, SmaCross(SmaCrossParams(10, 30, 1)), settings))
 run()  # warm: numba caches, imports
 results = [run() for _ in range(3)]

@@ -39,13 +39,13 @@ def ours_single(repeat: int) -> dict:
     from engine.data.loader import load_bars
     from strategies.sma_cross import SmaCross, SmaCrossParams
 
-    bars = load_bars([NIFTY], "1minute")
     settings = load_settings(
         interval="1minute",
         costs={"model": "none"},
         session={"square_off_enabled": False},
         capital=10_000_000,
     )
+    bars = load_bars([NIFTY], "1minute", session=settings.session.times)
     times, trades = [], 0
     asyncio.run(run_backtest(bars, SmaCross(SmaCrossParams(10, 30, 1)), settings))  # warm
     for _ in range(repeat):
@@ -65,10 +65,10 @@ def ours_with_store() -> dict:
     from engine.store.recorder import RunRecorder
     from strategies.sma_cross import SmaCross, SmaCrossParams
 
-    bars = load_bars([NIFTY], "1minute")
     settings = load_settings(
         interval="1minute", costs={"model": "none"}, session={"square_off_enabled": False}
     )
+    bars = load_bars([NIFTY], "1minute", session=settings.session.times)
     with tempfile.TemporaryDirectory() as tmp:
         recorder = RunRecorder(open_database(f"{tmp}/b.db"), "backtest")
         started = time.perf_counter()
@@ -85,9 +85,10 @@ def backtesting_py(repeat: int) -> dict:
     from backtesting import __version__ as version
     from backtesting.lib import crossover
 
+    from config.sessions import NSE
     from engine.data.loader import load_bars
 
-    frame = load_bars([NIFTY], "1minute").frame
+    frame = load_bars([NIFTY], "1minute", session=NSE).frame
     data = pd.DataFrame(
         {
             "Open": frame["open"].to_numpy(),

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from config.sessions import IST, NSE
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -81,10 +83,10 @@ def bench_ours(n_bars: int, n_symbols: int, repeats: int) -> tuple[float, float]
     ]
     sid = np.arange(n_symbols, dtype=np.int64)
     sess = np.zeros(n_symbols, dtype=np.bool_)
-    FeatureCalculator(1).update(sid[:1], 0, *(r[:1] for r in rows[0]), sess[:1])  # load cache
+    FeatureCalculator(1, session=NSE).update(sid[:1], 0, *(r[:1] for r in rows[0]), sess[:1])
 
     def wrapped() -> float:
-        calc = FeatureCalculator(n_symbols)
+        calc = FeatureCalculator(n_symbols, session=NSE)
         start = time.perf_counter()
         for i, (o, h, lo, c, v) in enumerate(rows):
             calc.update(sid, T0 + i * STEP, o, h, lo, c, v, sess)
@@ -94,9 +96,12 @@ def bench_ours(n_bars: int, n_symbols: int, repeats: int) -> tuple[float, float]
         fs, ist = kernels.new_state(n_symbols)
         out = np.empty((n_symbols, 89), dtype=np.float32)
         ready = np.empty(n_symbols, dtype=np.bool_)
+        hours = (NSE.open_minute, NSE.length_minutes)
         start = time.perf_counter()
         for i, (o, h, lo, c, v) in enumerate(rows):
-            kernels.update_slice(fs, ist, sid, T0 + i * STEP, o, h, lo, c, v, sess, out, ready)
+            kernels.update_slice(
+                fs, ist, sid, T0 + i * STEP, o, h, lo, c, v, sess, *hours, out, ready
+            )
         return (time.perf_counter() - start) / (n_bars * n_symbols) * 1e6
 
     return best_of(repeats, wrapped), best_of(repeats, bare)
@@ -242,9 +247,10 @@ FIRST_SLICE = """
 import time
 t0 = time.perf_counter()
 import numpy as np
+from config.sessions import NSE
 from engine.features.calculator import FeatureCalculator
 k = 100
-calc = FeatureCalculator(k)
+calc = FeatureCalculator(k, session=NSE)
 x = np.full(k, 100.0)
 values, ready = calc.update(np.arange(k), 1641181500000000000, x, x + 1, x - 1, x, x,
                             np.ones(k, dtype=bool))
@@ -271,9 +277,9 @@ def synthetic_symbols(n_symbols: int, n_bars: int) -> Iterator[pd.DataFrame]:
     """One synthetic symbol frame at a time (75 bars per session, weekdays)."""
     per_day = 75
     days = pd.bdate_range("2015-01-01", periods=n_bars // per_day + 1).values
-    minutes = (555 + 5 * np.arange(per_day)) * 60_000_000_000
+    minutes = (NSE.open_minute + 5 * np.arange(per_day)) * 60_000_000_000
     naive = (days[:, None] + minutes.astype("timedelta64[ns]")[None, :]).ravel()[:n_bars]
-    stamps = pd.DatetimeIndex(naive).tz_localize("Asia/Kolkata")
+    stamps = pd.DatetimeIndex(naive).tz_localize(IST)
     for j in range(n_symbols):
         d = random_walk(n_bars, 1, seed=j)
         frame = pd.DataFrame({k: d[k][:, 0] for k in d})
@@ -287,9 +293,10 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {bench!r})
 from bench_features import synthetic_symbols
+from config.sessions import NSE
 from engine.features.build import write_features
 t0 = time.perf_counter()
-report = write_features(synthetic_symbols({symbols}, {bars}), {out!r})
+report = write_features(synthetic_symbols({symbols}, {bars}), {out!r}, session=NSE)
 seconds = time.perf_counter() - t0
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"bars": report.bars, "seconds": seconds, "rss_mb": rss_mb}}))

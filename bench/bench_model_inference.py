@@ -59,11 +59,12 @@ def bench_cache(bundle: ModelBundle, data: list[str]) -> dict[str, object]:
     """Seconds for the first (computed) and repeated (cached) backtest predictions."""
     import tempfile
 
+    from config.sessions import NSE
     from models.checkpoint import save_bundle
     from models.feature_source import table_from_bars
     from models.predictions import PrecomputedPredictor
 
-    table, _ = table_from_bars(data, "5minute")
+    table, _ = table_from_bars(data, "5minute", session=NSE)
     weights = "model" if bundle.spec_hash == table.spec_hash else "random"
     if weights == "random":
         torch.manual_seed(0)

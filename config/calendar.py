@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from config.sessions import IST
 from config.settings import SessionSettings
-
-IST = ZoneInfo("Asia/Kolkata")
 
 
 @dataclass(frozen=True)

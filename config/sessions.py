@@ -1,8 +1,9 @@
-"""NSE session arithmetic on UTC epoch nanoseconds.
+"""The exchange's clock: its time zone, its session hours and session arithmetic on UTC epoch ns.
 
-India has no daylight saving, so Asia/Kolkata is a fixed +05:30 offset and session maths can be
-integer arithmetic on epoch nanoseconds — the hot paths (feeds, square-off, features) never
-touch datetime objects.
+The one definition of each: every module that needs the zone or the NSE hours imports them from
+here. India has no daylight saving, so Asia/Kolkata is a fixed +05:30 offset and session maths
+can be integer arithmetic on epoch nanoseconds — the hot paths (feeds, square-off, features)
+never touch datetime objects.
 """
 
 from __future__ import annotations
@@ -10,8 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import time
+from typing import Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
+
+#: The exchange's zone by name: for what takes a name rather than a tzinfo (Arrow schemas,
+#: pandas dtype strings such as ``datetime64[ns, Asia/Kolkata]``).
+IST_ZONE_NAME: Final = "Asia/Kolkata"
+#: The same zone as a tzinfo: for ``datetime`` arithmetic and pandas' tz_convert / tz_localize.
+IST: Final = ZoneInfo(IST_ZONE_NAME)
 
 NS_PER_MINUTE = 60_000_000_000
 NS_PER_DAY = 86_400_000_000_000
@@ -24,11 +34,26 @@ def minute_of_day(t: time) -> int:
 
 @dataclass(frozen=True)
 class SessionTimes:
-    """Regular NSE cash session and the intraday square-off time (all IST)."""
+    """A trading session's hours and the intraday square-off time (all IST, whole minutes).
+
+    The defaults are the regular NSE cash session — the one place those hours are written
+    down (``NSE`` below; ``config.settings.SessionSettings`` takes its defaults from it). What a
+    run uses is its settings' ``session.times``, handed by the caller to whatever needs hours
+    (loader, resampling, features, metrics, the Kite bar feed): the core never reads the
+    environment, so ``TRADER_SESSION__OPEN`` moves everything or nothing.
+    """
 
     open: time = time(9, 15)
     close: time = time(15, 30)
     square_off: time = time(15, 20)
+
+    def __post_init__(self) -> None:
+        for name in ("open", "close", "square_off"):
+            t = getattr(self, name)
+            if t.second or t.microsecond or t.tzinfo is not None:
+                raise ValueError(f"session {name} {t} must be a whole minute of IST wall time")
+        if not self.open < self.close:
+            raise ValueError(f"session open {self.open} must be before its close {self.close}")
 
     @property
     def open_minute(self) -> int:
@@ -50,6 +75,7 @@ class SessionTimes:
         return -(-self.length_minutes // interval_minutes)
 
 
+#: The regular NSE session: the defaults, and what data generated to look like NSE follows.
 NSE = SessionTimes()
 
 
@@ -74,8 +100,12 @@ def local_days(ts_ns: np.ndarray) -> np.ndarray:
 _INTERVAL = re.compile(r"^(\d*)\s*(minute|min|m|hour|h)$")
 
 
-def parse_interval(text: str) -> int:
-    """'minute', '5minute', '15min', '1hour' → minutes. Raises ValueError naming the text."""
+def parse_interval(text: str, session: SessionTimes = NSE) -> int:
+    """'minute', '5minute', '15min', '1hour' → minutes, at most one ``session``.
+
+    Raises ValueError naming the text. The bound is a sanity check of the syntax' result;
+    callers holding the run's session (settings, the loader) pass it.
+    """
     match = _INTERVAL.match(text.strip().lower())
     if not match:
         raise ValueError(
@@ -83,6 +113,18 @@ def parse_interval(text: str) -> int:
         )
     count = int(match.group(1) or 1)
     minutes = count * (60 if match.group(2) in {"hour", "h"} else 1)
-    if not 1 <= minutes <= NSE.length_minutes:
-        raise ValueError(f"interval {text!r} must be between 1 minute and one session")
+    if not 1 <= minutes <= session.length_minutes:
+        raise ValueError(
+            f"interval {text!r} must be between 1 minute and one session "
+            f"({session.length_minutes} minutes)"
+        )
     return minutes
+
+
+def epoch_ns(ts: pd.Series) -> np.ndarray:
+    """tz-aware timestamps of any resolution → int64 UTC epoch nanoseconds (the one
+    conversion the loader, the replay, the feature calculator and the datasets share)."""
+    ns: np.ndarray = (
+        ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
+    ).view(np.int64)
+    return ns

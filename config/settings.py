@@ -12,7 +12,9 @@ import os
 from datetime import date, time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from config.sessions import NSE, SessionTimes, parse_interval
 
 
 class _Strict(BaseModel):
@@ -38,11 +40,27 @@ class ExecutionSettings(_Strict):
 
 
 class SessionSettings(_Strict):
-    open: time = time(9, 15)
-    close: time = time(15, 30)
-    square_off: time = time(15, 20)
+    """Session hours (IST; NSE's by default, from ``config.sessions``), square-off, holidays.
+
+    ``times`` is what the hours-dependent parts of the engine take: callers hand it down, so
+    an override (``TRADER_SESSION__OPEN=10:00``) reaches the loader, the resampling buckets, the
+    features and the metrics as well as the risk gates.
+    """
+
+    open: time = NSE.open
+    close: time = NSE.close
+    square_off: time = NSE.square_off
     square_off_enabled: bool = True
     holidays: tuple[date, ...] = ()  # exchange holidays (weekends are never sessions)
+
+    @property
+    def times(self) -> SessionTimes:
+        return SessionTimes(self.open, self.close, self.square_off)
+
+    @model_validator(mode="after")
+    def _valid_hours(self) -> SessionSettings:
+        self.times  # noqa: B018 - SessionTimes checks the hours (whole minutes, open < close)
+        return self
 
 
 class RiskSettings(_Strict):
@@ -76,13 +94,10 @@ class EngineSettings(_Strict):
     risk: RiskSettings = RiskSettings()
     promotion: PromotionSettings = PromotionSettings()
 
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        from config.sessions import parse_interval
-
-        parse_interval(value)
-        return value
+    @model_validator(mode="after")
+    def _interval_fits_the_session(self) -> EngineSettings:
+        parse_interval(self.interval, self.session.times)
+        return self
 
     def as_json(self) -> str:
         return self.model_dump_json()
@@ -138,6 +153,7 @@ def load_settings(profile: str = "backtest", **overrides: Any) -> EngineSettings
         return EngineSettings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ": ".join(filter(None, (".".join(str(p) for p in err["loc"]), err["msg"])))
+            for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-IST = "Asia/Kolkata"
+from config.sessions import IST
 
 
 def ts_to_ist(ts_ns: int) -> pd.Timestamp:
@@ -88,16 +88,6 @@ class FeatureSlice(NamedTuple):
     values: np.ndarray  # float32[k, n_features]
     ready: np.ndarray  # bool[k]: every feature past warm-up
     spec_hash: str
-
-
-class Signal(NamedTuple):
-    """A strategy's opinion before it becomes an intent (kept for analysis)."""
-
-    ts_ns: int
-    seq: int
-    symbol: str
-    value: float
-    reason: str
 
 
 class OrderIntent(NamedTuple):

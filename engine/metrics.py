@@ -4,8 +4,9 @@ Formulas (r_i = bar-to-bar equity returns, d_j = daily returns from each session
 - total_return = E_end / E_0 - 1;  CAGR = (E_end / E_0)^(365.25 / calendar days) - 1
 - sharpe = mean(d) / std(d, ddof=1) · √252 (daily; what the promotion gate uses);
   sharpe_bar = mean(r) / std(r, ddof=1) · √(252 · bars per session), bars per session =
-  ceil(375 min / interval) — the intraday-bar annualisation; overnight gaps fall in the first
-  bar of each session. Risk-free rate 0.
+  ceil(session length / interval), the length from the run's session settings (375 min for
+  NSE) — the intraday-bar annualisation; overnight gaps fall in the first bar of each session.
+  Risk-free rate 0.
 - sortino = mean(d) / downside deviation · √252, downside deviation = √(mean(min(d, 0)²))
 - max_drawdown = max over t of 1 - E_t / max_{s≤t} E_s; its duration = the longest stretch
   (in bars and calendar days) from a peak to the recovery of that peak (or the end)
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from config.sessions import NSE, local_days
+from config.sessions import SessionTimes, local_days
 from engine.portfolio import Trade
 
 TRADING_DAYS = 252
@@ -45,7 +46,10 @@ def compute_metrics(
     interval_minutes: int,
     turnover: float,
     total_costs: float,
+    *,
+    session: SessionTimes,
 ) -> dict[str, float]:
+    """The module doc's metrics; ``session`` (the run's hours) sets bars per session."""
     out: dict[str, float] = {}
     if equity.size == 0:
         return {"total_return": 0.0, "trade_count": 0.0}
@@ -56,7 +60,7 @@ def compute_metrics(
     growth = equity[-1] / initial_capital
     out["cagr"] = float(growth ** (365.25 / days_span) - 1.0) if growth > 0 else -1.0
     bar_returns = np.diff(curve) / curve[:-1]
-    bars_per_day = NSE.bars_per_session(interval_minutes)
+    bars_per_day = session.bars_per_session(interval_minutes)
     out["sharpe_bar"] = _ratio(
         bar_returns.mean(),
         bar_returns.std(ddof=1) if bar_returns.size > 1 else 0.0,

@@ -107,7 +107,7 @@ def assemble_pipeline(
         from engine.features.calculator import FeatureCalculator
         from engine.features.stage import FeatureStage  # numba kernels: load only if used
 
-        FeatureStage(bus, FeatureCalculator())
+        FeatureStage(bus, FeatureCalculator(session=settings.session.times))
         bus.subscribe(FeatureSlice, host.on_features)
     bus.subscribe(BarSlice, host.on_bars)
     pipe.decision_handlers = bus.subscribers(BarSlice)[first_decision:]

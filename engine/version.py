@@ -1,4 +1,9 @@
-"""What code produced a run: package version plus the git commit when run from a checkout."""
+"""What code produced something: package version plus the git commit when run from a checkout.
+
+The one definition for everything the project stamps — stored runs (``engine.store``) and model
+files (``models.checkpoint``) alike — so a model and a run made from the same checkout carry the
+same string and can be matched up by it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,11 @@ from pathlib import Path
 
 @functools.cache
 def code_version() -> str:
+    """``<version>+g<12-hex commit>[.dirty]``; just the version outside a git checkout.
+
+    ``.dirty`` marks uncommitted changes to tracked files: such a stamp names a commit the code
+    did not exactly come from. Cached: the answer cannot change within a process that matters.
+    """
     try:
         version = metadata.version("nse-trader")
     except metadata.PackageNotFoundError:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from engine.version import code_version
 from models.errors import CheckpointError, SpecMismatchError
 from models.labels import LabelConfig
 from models.network import CLASS_NAMES, IntradayClassifier, ModelConfig
@@ -75,31 +74,6 @@ class ModelBundle:
         return digest.hexdigest()
 
 
-@cache
-def code_version() -> str:
-    """Package version plus the git commit of the working tree when there is one."""
-    try:
-        from importlib.metadata import version
-
-        base = version("nse-trader")
-    except Exception:
-        base = "unknown"
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{base}+g{out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return base
-
-
 def running_spec() -> tuple[str, str, tuple[str, ...]] | None:
     """(hash, version, names) of the feature calculator in this process, None if absent."""
     try:
@@ -113,7 +87,14 @@ def running_spec() -> tuple[str, str, tuple[str, ...]] | None:
 def check_spec(what: str, model_hash: str, running_hash: str | None) -> None:
     """Refuse a model trained on another feature spec (no-op when nothing is running)."""
     if running_hash is not None and model_hash != running_hash:
-        raise SpecMismatchError(what, model_hash, running_hash)
+        raise SpecMismatchError(
+            what,
+            model_hash,
+            running_hash,
+            "the model was trained on different features and is refused (retrain, or run the "
+            "calculator version it was trained with)",
+            against="the running feature calculator's",
+        )
 
 
 def bundle_to_dict(bundle: ModelBundle) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from config.sessions import local_days
+from config.sessions import IST, IST_ZONE_NAME, epoch_ns, local_days
 from models.errors import DatasetError
 from models.labels import UNLABELED
 
@@ -163,14 +163,8 @@ def _ts_ns(ts: pd.Series) -> np.ndarray:
     if pd.api.types.is_integer_dtype(ts.dtype):
         return ts.to_numpy(dtype=np.int64)
     if getattr(ts.dt, "tz", None) is None:
-        raise DatasetError("feature frame: ts must be tz-aware (Asia/Kolkata) or epoch ns")
-    return (
-        ts.dt.tz_convert("UTC")
-        .dt.tz_localize(None)
-        .to_numpy()
-        .astype("datetime64[ns]")
-        .view(np.int64)
-    )
+        raise DatasetError(f"feature frame: ts must be tz-aware ({IST_ZONE_NAME}) or epoch ns")
+    return epoch_ns(ts)
 
 
 def _run_starts(keys: np.ndarray) -> np.ndarray:
@@ -233,7 +227,7 @@ class Split:
         return {
             "train_windows": len(self.train),
             "val_windows": len(self.val),
-            "cut": str(pd.Timestamp(self.cut_ts_ns, tz="UTC").tz_convert("Asia/Kolkata")),
+            "cut": str(pd.Timestamp(self.cut_ts_ns, tz="UTC").tz_convert(IST)),
             "gap_bars": self.gap_bars,
             "horizon": self.horizon,
         }

@@ -6,6 +6,20 @@ usually looking at a checkpoint or a data file they did not write.
 
 from __future__ import annotations
 
+# The one feature-spec refusal, shared with the feature-file reader: re-exported here so model
+# code and its callers keep importing it from the model package's errors. It is a ValueError
+# (the CLI's bad-input status) but not a ModelError: a spec mismatch is the features' verdict.
+from engine.features.spec import SpecMismatchError
+
+__all__ = [
+    "CheckpointError",
+    "DatasetError",
+    "ModelError",
+    "SeedImportError",
+    "SpecMismatchError",
+    "UntrustedPickleError",
+]
+
 
 class ModelError(ValueError):
     """Base class: something about a model, its data or its configuration is wrong."""
@@ -13,19 +27,6 @@ class ModelError(ValueError):
 
 class CheckpointError(ModelError):
     """A checkpoint file is unreadable, incomplete or of an unknown format."""
-
-
-class SpecMismatchError(ModelError):
-    """A model was trained on a different feature spec than the one running now."""
-
-    def __init__(self, what: str, model_hash: str, running_hash: str) -> None:
-        super().__init__(
-            f"{what}: feature spec hash {model_hash} does not match the running feature "
-            f"calculator's spec hash {running_hash}; the model was trained on different features "
-            "and is refused (retrain, or run the calculator version it was trained with)"
-        )
-        self.model_hash = model_hash
-        self.running_hash = running_hash
 
 
 class UntrustedPickleError(ModelError):

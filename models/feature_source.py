@@ -20,6 +20,7 @@ from models.dataset import CLOSE_COLUMN, FeatureTable, _ts_ns
 from models.errors import DatasetError
 
 if TYPE_CHECKING:
+    from config.sessions import SessionTimes
     from engine.data.loader import LoadedBars
 
 LOG_RETURN_FEATURE = "logret_lag_0"  # 100 · ln(close[t] / close[t-1])
@@ -75,20 +76,24 @@ def _interval_minutes(table: FeatureTable) -> int | None:
     return int(values[np.argmax(counts)] // 60_000_000_000)
 
 
-def table_from_bars(paths: Sequence[str | Path], interval: str) -> tuple[FeatureTable, int]:
-    """Load bars (validated, session-only, resampled) and run the feature calculator on them."""
+def table_from_bars(
+    paths: Sequence[str | Path], interval: str, *, session: SessionTimes
+) -> tuple[FeatureTable, int]:
+    """Load bars (validated, resampled, in the ``session`` hours runs use) and run the feature
+    calculator on them."""
     from engine.data.loader import load_bars
 
-    loaded = load_bars(list(paths), interval)
+    loaded = load_bars(list(paths), interval, session=session)
     return table_from_loaded_bars(loaded), loaded.interval_minutes
 
 
 def table_from_loaded_bars(loaded: LoadedBars) -> FeatureTable:
-    """Features for bars already loaded (a backtest's ``LoadedBars``), as a table."""
+    """Features for bars already loaded (a backtest's ``LoadedBars``), as a table, computed in
+    the session hours the bars were loaded in."""
     from engine.features.calculator import history_arrays
 
     spec_hash, names = _spec()
-    bars, values, ready = history_arrays(loaded.frame)  # sorted by (symbol, ts)
+    bars, values, ready = history_arrays(loaded.frame, session=loaded.session)  # by (symbol, ts)
     codes, symbols = pd.factorize(bars["symbol"], sort=True)
     return FeatureTable(
         ts_ns=_ts_ns(bars["ts"]),

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import ModelBundle, code_version, running_spec, save_bundle
+from engine.version import code_version
+from models.checkpoint import ModelBundle, running_spec, save_bundle
 from models.errors import SeedImportError, UntrustedPickleError
 from models.network import CLASS_NAMES, POOLINGS, IntradayClassifier, ModelConfig
 from models.scaler import Scaler

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from config.sessions import IST_OFFSET_NS, NS_PER_MINUTE, NSE
 from models.dataset import FeatureTable
 
-SESSION_START_MINUTE_UTC = 3 * 60 + 45  # 09:15 IST
+SESSION_START_MINUTE_UTC = NSE.open_minute - IST_OFFSET_NS // NS_PER_MINUTE  # 03:45 = 09:15 IST
 
 
 def synthetic_table(

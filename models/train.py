@@ -28,7 +28,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.checkpoint import ModelBundle, code_version, load_bundle, running_spec, save_bundle
+from engine.version import code_version
+from models.checkpoint import ModelBundle, load_bundle, running_spec, save_bundle
 from models.dataset import (
     FeatureTable,
     Split,

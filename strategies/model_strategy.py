@@ -27,7 +27,7 @@ import numpy as np
 
 from config.sessions import local_minute, minute_of_day
 from engine.events import BarSlice, FeatureSlice
-from engine.features.build import SpecMismatchError
+from engine.features.spec import SpecMismatchError
 from engine.ports import BUY, SELL, PredictorPort
 from strategies.base import Strategy, StrategyContext, StrategyParams
 
@@ -177,10 +177,10 @@ class ModelStrategy(Strategy):
         if not self._spec_checked:
             if features.spec_hash != predictor.spec_hash:
                 raise SpecMismatchError(
-                    f"model: feature spec hash {predictor.spec_hash} does not match the running "
-                    f"feature calculator's spec hash {features.spec_hash}; the model was trained "
-                    "on different features and is refused"
-                )
+                    "model", predictor.spec_hash, features.spec_hash,
+                    "the model was trained on different features and is refused",
+                    "the running feature calculator's",
+                )  # fmt: skip
             self._spec_checked = True
         session_open = None
         if self._bars is not None and self._bars.ts_ns == features.ts_ns:

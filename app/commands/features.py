@@ -56,11 +56,13 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from config.settings import load_settings
     from engine.data.loader import load_bars
     from engine.features.build import build_from_frame
 
-    bars = load_bars(args.data, args.interval)
+    session = load_settings().session.times  # the hours runs use (TRADER_SESSION__*)
+    bars = load_bars(args.data, args.interval, session=session)
     print(str(bars.quality), file=sys.stderr)
-    report = build_from_frame(bars.frame, args.out)
+    report = build_from_frame(bars.frame, args.out, session=bars.session)
     print(report)
     return 0

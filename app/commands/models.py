@@ -141,7 +141,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.features is not None:
         table, interval = table_from_features_file(args.features)
     else:
-        table, interval = table_from_bars(args.data, args.interval)
+        from config.settings import load_settings
+
+        session = load_settings().session.times  # the hours runs use (TRADER_SESSION__*)
+        table, interval = table_from_bars(args.data, args.interval, session=session)
     print(f"features: {len(table)} rows, {len(table.symbols)} symbols, spec {table.spec_hash[:12]}")
     model_cfg, label_cfg, train_cfg = _model_configs(args, table.n_features)
     result = train(table, args.out, model_cfg, label_cfg, train_cfg, interval_minutes=interval)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.commands.run_options import (
     add_run_options,
@@ -13,6 +13,9 @@ from app.commands.run_options import (
     run_and_report,
 )
 from app.errors import UserError
+
+if TYPE_CHECKING:
+    from config.sessions import SessionTimes
 
 
 def register(sub: Any) -> None:
@@ -72,7 +75,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from engine.data.loader import load_bars
 
     prepared = prepare_run(args)
-    bars = load_bars(args.data, args.interval, args.start_date, args.end_date)
+    session = prepared[0].session.times
+    bars = load_bars(args.data, args.interval, args.start_date, args.end_date, session=session)
     return run_and_report(args, prepared, bars, ", ".join(args.data))
 
 
@@ -89,7 +93,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     prepared = prepare_run(args, profile="paper")
     if args.feed == "kite":
         return _paper_on_kite(args, prepared)
-    bars, label = _feed_bars(args)
+    bars, label = _feed_bars(args, prepared[0].session.times)
     from app.daemon import run_daemon
 
     return run_daemon(args, prepared, bars, label, speed)
@@ -164,7 +168,7 @@ async def _warmup_history(
     from pathlib import Path
 
     from app.runners.live import history_for_warmup
-    from config.calendar import IST
+    from config.sessions import IST
 
     return await history_for_warmup(
         kite,
@@ -174,11 +178,13 @@ async def _warmup_history(
         args.warmup_days,
         Path(args.history_cache),
         datetime.now(IST).date(),
+        session=settings.session.times,
     )
 
 
-def _feed_bars(args: argparse.Namespace) -> tuple[Any, str]:
-    """``--feed replay:PATH[,PATH]`` or ``replay:synthetic``; live Kite ticks need credentials."""
+def _feed_bars(args: argparse.Namespace, session: SessionTimes) -> tuple[Any, str]:
+    """``--feed replay:PATH[,PATH]`` or ``replay:synthetic`` in the run's ``session`` hours;
+    live Kite ticks need credentials."""
     feed = args.feed
     if feed is None:
         from brokers.kite.auth import load_credentials
@@ -200,8 +206,9 @@ def _feed_bars(args: argparse.Namespace) -> tuple[Any, str]:
         from engine.data.synthetic import SyntheticMarket
 
         market = SyntheticMarket(symbols=args.symbols, days=args.days, seed=args.seed)
-        return market.bars(args.interval), market.fingerprint()
+        return market.bars(args.interval, session), market.fingerprint()
     from engine.data.loader import load_bars
 
     paths = target.split(",")
-    return load_bars(paths, args.interval, args.start_date, args.end_date), target
+    bars = load_bars(paths, args.interval, args.start_date, args.end_date, session=session)
+    return bars, target

@@ -21,7 +21,7 @@ from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
 from config.calendar import NseCalendar
-from config.sessions import parse_interval
+from config.sessions import SessionTimes, parse_interval
 from config.settings import EngineSettings
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars, load_bars
@@ -47,6 +47,8 @@ async def history_for_warmup(
     days: int,
     cache_dir: Path,
     today: date,
+    *,
+    session: SessionTimes,
 ) -> LoadedBars | None:
     """The last ``days`` calendar days before ``today`` of ``symbols`` from Kite's historical
     API (resumable, cached in ``cache_dir``), loaded like any bar file — or None for days=0.
@@ -61,7 +63,7 @@ async def history_for_warmup(
             KITE_INTERVALS.get(parse_interval(interval), "minute"),
         )  # fmt: skip
     paths = [r.path for r in results if r.rows]
-    return load_bars(paths, interval) if paths else None
+    return load_bars(paths, interval, session=session) if paths else None
 
 
 #: Kite's names for the intervals it serves; others are resampled from minute candles
@@ -98,6 +100,7 @@ async def kite_source(
         parse_interval(settings.interval),
         flush_interval_s=flush_interval_s,
         calendar=calendar,
+        session=settings.session.times,
     )
 
 

@@ -11,7 +11,6 @@ any text that might embed them, such as a websocket URL inside an exception mess
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
@@ -150,11 +149,6 @@ def load_credentials(
             f"no Kite API key: set {ENV_API_KEY} or put it in the secrets file {path}"
         )
     return KiteCredentials(api_key=api_key, **values)
-
-
-def session_checksum(api_key: str, request_token: str, api_secret: str) -> str:
-    """Kite's login checksum: SHA-256 of api_key + request_token + api_secret."""
-    return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
 
 def exchange_request_token(

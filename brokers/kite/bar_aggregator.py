@@ -2,10 +2,12 @@
 
 Rules (the same input sequence always gives the same bars):
 
-* **Buckets.** Bar k of a session starts at 09:15 IST + k·N minutes and covers [start, start+N);
-  the last bar is cut at 15:30. A bar is stamped with its start, as everywhere in the engine.
-  Ticks outside 09:15–15:30 make no bar data (counted in ``stats.out_of_session``) but do advance
-  the clock below, so a post-close tick closes the day's last bar.
+* **Buckets.** Bar k of a session starts at its open + k·N minutes and covers [start, start+N);
+  the last bar is cut at the close (09:15 and 15:30 IST for NSE; the hours are the run's
+  ``settings.session.times``, the same grid the loader resamples stored bars into). A bar is
+  stamped with its start, as everywhere in the engine. Ticks outside the session make no bar
+  data (counted in ``stats.out_of_session``) but do advance the clock below, so a post-close
+  tick closes the day's last bar.
 * **Time.** A tick's time is its exchange timestamp (only full-mode packets carry one). Ticks
   without one (ltp/quote modes, and the quote-mode snapshot Kite sends on every subscribe) are
   counted in ``stats.no_timestamp`` and dropped — unless ``arrival_time_fallback`` is set for a
@@ -39,8 +41,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from brokers.kite.ticker_protocol import IST, Tick
-from config.sessions import IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, NSE, SessionTimes
+from brokers.kite.ticker_protocol import Tick
+from config.sessions import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, SessionTimes
 
 NS_PER_SECOND = 1_000_000_000
 OHLCV = tuple[float, float, float, float, int]
@@ -100,7 +102,8 @@ class BarAggregator:
         interval_minutes: int = 1,
         symbols: Mapping[int, str] | None = None,
         grace_s: float = 2.0,
-        session: SessionTimes = NSE,
+        *,
+        session: SessionTimes,
         arrival_time_fallback: bool = False,
     ) -> None:
         if not 1 <= interval_minutes <= session.length_minutes:

@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from brokers.kite.errors import KiteResponseError
+from config.sessions import IST, IST_ZONE_NAME
 
-IST = "Asia/Kolkata"
 KITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 SCHEMA = pa.schema(
     [
-        ("ts", pa.timestamp("us", tz=IST)),
+        ("ts", pa.timestamp("us", tz=IST_ZONE_NAME)),
         ("symbol", pa.large_string()),
         ("open", pa.float64()),
         ("high", pa.float64()),

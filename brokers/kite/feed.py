@@ -18,9 +18,8 @@ import structlog
 
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.ticker_client import TickerClient
-from brokers.kite.ticker_protocol import IST
 from config.calendar import NseCalendar
-from config.sessions import local_day
+from config.sessions import IST, SessionTimes, local_day
 from engine.events import BarSlice
 from engine.universe import Universe
 
@@ -65,6 +64,8 @@ class KiteLiveSource:
         grace_s: float = 2.0,
         flush_interval_s: float | None = 1.0,
         calendar: NseCalendar | None = None,
+        *,
+        session: SessionTimes,
         now: Callable[[], datetime] = lambda: datetime.now(IST),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -72,7 +73,7 @@ class KiteLiveSource:
         self.fingerprint = "kite-live"
         self.quality: dict[str, Any] = {"source": "kite ticker"}
         self._tokens = tokens
-        self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s)
+        self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s, session=session)
         self._client_factory = client_factory
         #: set by the session (the risk monitor's ``feed_stale``): told when the ticker's
         #: watchdog finds the websocket silent, before it reconnects

@@ -27,12 +27,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from brokers.kite.candles import (
-    IST,
     CandleReport,
     candles_to_frame,
     empty_frame,
@@ -43,6 +41,7 @@ from brokers.kite.candles import (
 from brokers.kite.errors import KiteError, KiteRetryableError
 from brokers.kite.rate_limit import RateLimiter, RetryPolicy, with_retries
 from brokers.kite.rest import Instrument, KiteRestClient
+from config.sessions import IST
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +253,7 @@ class HistoryDownloader:
         )
         self.concurrency = concurrency or settings.historical_concurrency
         self.on_chunk = on_chunk
-        self.today = today or (lambda: datetime.now(ZoneInfo(IST)).date())
+        self.today = today or (lambda: datetime.now(IST).date())
 
     def plan(
         self, tokens: dict[str, int], start: date, end: date, interval: str

@@ -36,10 +36,8 @@ from brokers.kite.auth import KiteCredentials
 from brokers.kite.errors import KiteTokenError
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_protocol import (
-    IST,
     MODE_QUOTE,
     MODES,
-    Tick,
     TickerProtocolError,
     decode_message,
     decode_text_message,
@@ -47,6 +45,7 @@ from brokers.kite.ticker_protocol import (
     subscribe_message,
     unsubscribe_message,
 )
+from config.sessions import IST
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +280,3 @@ class TickerClient:
         ws = self._ws
         if ws is not None and not ws.closed:
             await ws.close()
-
-
-def tick_time(tick: Tick, received_at: datetime | None = None) -> datetime | None:
-    """The exchange timestamp of a tick, else its arrival time (ltp/quote modes carry none)."""
-    stamp = tick.get("exchange_timestamp")
-    return stamp if isinstance(stamp, datetime) else received_at

@@ -34,9 +34,8 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
-IST = ZoneInfo("Asia/Kolkata")
+from config.sessions import IST
 
 # Segment ids are the low byte of an instrument token (kiteconnect's EXCHANGE_MAP).
 SEGMENT_NSE = 1

@@ -1,4 +1,8 @@
-"""Bars in: read Parquet/CSV, validate, keep the NSE session, resample to the run's interval.
+"""Bars in: read Parquet/CSV, validate, keep the session, resample to the run's interval.
+
+The session's hours come from the caller (``settings.session.times``), never from a default
+here: the hours that decide which bars are kept and where the resampling buckets start are the
+ones the risk gates and the features use.
 
 Outcomes for bad input (also in README "Data input"):
 - refused with ``DataError`` naming the file (and row/column): unreadable file, no time column,
@@ -19,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from config.sessions import NSE, SessionTimes, local_minutes, parse_interval
+from config.sessions import IST, SessionTimes, epoch_ns, local_minutes, parse_interval
 from engine.data.quality import DataError, DataQuality
-from engine.events import IST
 
 TIME_COLUMNS = ("ts", "timestamp", "date", "datetime", "time")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -31,12 +34,17 @@ SUFFIXES = {".parquet", ".pq", ".csv", ".txt"}
 
 @dataclass
 class LoadedBars:
-    """A long frame sorted by (symbol, ts): ts tz-aware IST bar start, OHLC float64, volume."""
+    """A long frame sorted by (symbol, ts): ts tz-aware IST bar start, OHLC float64, volume.
+
+    ``session`` is the hours the bars were kept and bucketed in, so what is computed from them
+    later (features for a model's replay) uses the same hours.
+    """
 
     frame: pd.DataFrame
     quality: DataQuality
     interval_minutes: int
     fingerprint: str
+    session: SessionTimes
 
     @property
     def symbols(self) -> list[str]:
@@ -111,17 +119,20 @@ def _numeric(path: Path | str, column: str, values: pd.Series) -> pd.Series:
     return parsed.astype("float64")
 
 
-def read_bar_file(path: Path, quality: DataQuality, session: SessionTimes = NSE) -> pd.DataFrame:
+def read_bar_file(path: Path, quality: DataQuality, *, session: SessionTimes) -> pd.DataFrame:
     """One file → validated session bars, sorted by (symbol, ts)."""
     raw = _read_raw(path)
-    return validate_bars(raw, str(path), quality, session, default_symbol=path.stem.split("_")[0])
+    return validate_bars(
+        raw, str(path), quality, session=session, default_symbol=path.stem.split("_")[0]
+    )
 
 
 def validate_bars(
     raw: pd.DataFrame,
     name: str,
     quality: DataQuality,
-    session: SessionTimes = NSE,
+    *,
+    session: SessionTimes,
     default_symbol: str | None = None,
 ) -> pd.DataFrame:
     """Raw rows (from a file, a download or the synthetic market) → validated session bars.
@@ -170,10 +181,10 @@ def validate_bars(
     o, h, lo, c = (frame[col].to_numpy() for col in PRICE_COLUMNS)
     drop((h < lo) | (o > h) | (o < lo) | (c > h) | (c < lo), "inconsistent_ohlc")
     drop(frame["volume"].to_numpy() < 0, "negative_volume")
-    minutes = local_minutes(_ns(frame["ts"]))
+    minutes = local_minutes(epoch_ns(frame["ts"]))
     drop((minutes < session.open_minute) | (minutes >= session.close_minute), "outside_session")
 
-    ts_ns = _ns(frame["ts"])
+    ts_ns = epoch_ns(frame["ts"])
     unsorted = 0
     for _, idx in frame.groupby("symbol", sort=False).indices.items():
         unsorted += int((np.diff(ts_ns[idx]) < 0).sum())
@@ -183,22 +194,12 @@ def validate_bars(
     return frame.drop(columns="row").reset_index(drop=True)
 
 
-def _ns(ts: pd.Series) -> np.ndarray:
-    """tz-aware series → UTC epoch nanoseconds (whatever the series' resolution)."""
-    return (
-        ts.dt.tz_convert("UTC")
-        .dt.tz_localize(None)
-        .to_numpy()
-        .astype("datetime64[ns]")
-        .view("int64")
-    )
-
-
-def resample(frame: pd.DataFrame, minutes: int, session: SessionTimes = NSE) -> pd.DataFrame:
-    """Session-aligned N-minute bars: buckets start at the session open (09:15, 09:20, ...)."""
+def resample(frame: pd.DataFrame, minutes: int, *, session: SessionTimes) -> pd.DataFrame:
+    """Session-aligned N-minute bars: buckets start at the session's open (for NSE 09:15,
+    09:20, ...) — the same grid the live bar feed cuts ticks into."""
     if minutes == 1 or frame.empty:
         return frame
-    ts_ns = _ns(frame["ts"])
+    ts_ns = epoch_ns(frame["ts"])
     minute = local_minutes(ts_ns)
     offset = (minute - session.open_minute) % minutes
     bucket_ns = ts_ns - offset * 60_000_000_000
@@ -230,13 +231,17 @@ def load_bars(
     interval: str = "5minute",
     start_date: date | None = None,
     end_date: date | None = None,
-    session: SessionTimes = NSE,
+    *,
+    session: SessionTimes,
 ) -> LoadedBars:
-    """Load, validate and resample bars from files/directories; see the module doc for outcomes."""
+    """Load, validate and resample bars from files/directories; see the module doc for outcomes.
+
+    ``session``: the run's hours (``settings.session.times``); part of the fingerprint, since
+    other hours keep other bars."""
     files = expand_paths(paths)
-    minutes = parse_interval(interval)
+    minutes = parse_interval(interval, session)
     quality = DataQuality()
-    frames = [read_bar_file(path, quality, session) for path in files]
+    frames = [read_bar_file(path, quality, session=session) for path in files]
     options = f"{minutes}|{start_date}|{end_date}|{session}"
     return assemble_bars(
         frames,
@@ -245,8 +250,8 @@ def load_bars(
         _fingerprint(files, options),
         start_date,
         end_date,
-        session,
-        ", ".join(map(str, files)),
+        session=session,
+        source=", ".join(map(str, files)),
     )
 
 
@@ -257,7 +262,8 @@ def assemble_bars(
     fingerprint: str,
     start_date: date | None = None,
     end_date: date | None = None,
-    session: SessionTimes = NSE,
+    *,
+    session: SessionTimes,
     source: str = "input",
 ) -> LoadedBars:
     """Validated per-source frames → one date-filtered, resampled ``LoadedBars``."""
@@ -275,9 +281,9 @@ def assemble_bars(
             mask |= (days > end_date).to_numpy()
         quality.drop("(date range)", "outside_dates", int(mask.sum()))
         frame = frame[~mask]
-    frame = resample(frame.sort_values(["symbol", "ts"], kind="stable"), minutes, session)
+    frame = resample(frame.sort_values(["symbol", "ts"], kind="stable"), minutes, session=session)
     frame = frame[BAR_COLUMNS].reset_index(drop=True)
     quality.bars_out = len(frame)
     if frame.empty:
         raise DataError(f"{source}: no bars left after validation\n{quality}")
-    return LoadedBars(frame, quality, minutes, fingerprint)
+    return LoadedBars(frame, quality, minutes, fingerprint, session)

@@ -12,7 +12,7 @@ class DataError(ValueError):
 
 # What each counter means — the documented outcome for each kind of bad row.
 DROP_REASONS = {
-    "outside_session": "bar outside 09:15-15:30 IST (pre-open, after-hours, special sessions)",
+    "outside_session": "bar outside the session's hours (pre-open, after-hours, special sessions)",
     "missing_price": "empty/NaN open, high, low or close",
     "non_positive_price": "open, high, low or close <= 0",
     "inconsistent_ohlc": "high < low, or open/close outside [low, high]",

@@ -17,8 +17,8 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 
-from config.sessions import NS_PER_MINUTE, local_days
-from engine.data.loader import LoadedBars, _ns
+from config.sessions import NS_PER_MINUTE, epoch_ns, local_days
+from engine.data.loader import LoadedBars
 from engine.events import BarSlice
 from engine.universe import Universe
 
@@ -30,7 +30,7 @@ class BarMatrix:
         symbols = sorted(frame["symbol"].unique().tolist())
         for symbol in symbols:
             universe.add(symbol)
-        ts_ns = _ns(frame["ts"])
+        ts_ns = epoch_ns(frame["ts"])
         self.ts_ns = np.unique(ts_ns)
         self.interval_ns = interval_minutes * NS_PER_MINUTE
         self.symbols = tuple(symbols)

@@ -2,7 +2,9 @@
 
 Several symbols driven by one market factor (correlated), GARCH(1,1) volatility clustering, a
 U-shaped intraday profile for both volatility and volume, and overnight opening gaps; 1-minute
-bars on the 0.05 tick over 09:15–15:29 IST on weekdays. The same seed gives the same market.
+bars on the 0.05 tick over the NSE session (09:15–15:29 IST, ``config.sessions.NSE``) on
+weekdays. The same seed gives the same market. Like any data file, its bars then pass the loader's
+validation in the run's session, which drops and counts what lies outside other hours.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from config.sessions import NSE, parse_interval
+from config.sessions import IST, NSE, SessionTimes, parse_interval
 from engine.data.loader import LoadedBars, assemble_bars, validate_bars
 from engine.data.quality import DataQuality
-from engine.events import IST
 
 NAMES = [
     "RELIANCE",
@@ -122,8 +123,12 @@ class SyntheticMarket:
     def fingerprint(self) -> str:
         return "synthetic-" + hashlib.sha256(repr(asdict(self)).encode()).hexdigest()[:12]
 
-    def bars(self, interval: str = "5minute") -> LoadedBars:
-        """The market through the same validation and resampling as file input."""
+    def bars(self, interval: str = "5minute", session: SessionTimes = NSE) -> LoadedBars:
+        """The market through the same validation and resampling as file input, in ``session``
+        (the run's hours; by default the NSE hours the market is generated in)."""
         quality = DataQuality()
-        frame = validate_bars(self.frame(), f"synthetic(seed={self.seed})", quality)
-        return assemble_bars([frame], quality, parse_interval(interval), self.fingerprint())
+        frame = validate_bars(
+            self.frame(), f"synthetic(seed={self.seed})", quality, session=session
+        )
+        minutes = parse_interval(interval, session)
+        return assemble_bars([frame], quality, minutes, self.fingerprint(), session=session)

@@ -22,21 +22,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from config.sessions import IST, IST_ZONE_NAME, SessionTimes
 from engine.features.calculator import REQUIRED_COLUMNS, FeatureInputError, history_arrays
-from engine.features.spec import FEATURE_NAMES, N_FEATURES, SPEC_HASH, SPEC_VERSION
+from engine.features.spec import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    SPEC_HASH,
+    SPEC_VERSION,
+    SpecMismatchError,
+)
 
 META_HASH = b"feature_spec_hash"
 META_VERSION = b"feature_spec_version"
 META_NAMES = b"feature_names"
 
 
-class SpecMismatchError(ValueError):
-    """A feature file written under another feature spec (or under none)."""
-
-
 def feature_schema() -> pa.Schema:
     fields = [
-        pa.field("ts", pa.timestamp("ns", tz="Asia/Kolkata")),
+        pa.field("ts", pa.timestamp("ns", tz=IST_ZONE_NAME)),
         pa.field("symbol", pa.string()),
     ]
     fields += [pa.field(name, pa.float32()) for name in FEATURE_NAMES]
@@ -82,8 +85,10 @@ def split_by_symbol(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
             yield frame.iloc[start:stop]
 
 
-def write_features(groups: Iterable[pd.DataFrame], out: str | Path) -> BuildReport:
-    """Compute and write the features of each one-symbol bar frame in ``groups``."""
+def write_features(
+    groups: Iterable[pd.DataFrame], out: str | Path, *, session: SessionTimes
+) -> BuildReport:
+    """Compute and write the features of each one-symbol bar frame of ``session`` in ``groups``."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = feature_schema()
@@ -96,7 +101,7 @@ def write_features(groups: Iterable[pd.DataFrame], out: str | Path) -> BuildRepo
             for group in groups:
                 if group.empty:
                     continue
-                bars, values, ready = history_arrays(group)
+                bars, values, ready = history_arrays(group, session=session)
                 writer.write_table(_to_table(bars, values, schema))
                 n_ready += int(ready.sum())
                 n_symbols += int(bars["symbol"].nunique())
@@ -108,16 +113,16 @@ def write_features(groups: Iterable[pd.DataFrame], out: str | Path) -> BuildRepo
 
 
 def _to_table(bars: pd.DataFrame, values: np.ndarray, schema: pa.Schema) -> pa.Table:
-    ts = bars["ts"].dt.tz_convert("Asia/Kolkata").astype("datetime64[ns, Asia/Kolkata]")
+    ts = bars["ts"].dt.tz_convert(IST).astype(f"datetime64[ns, {IST_ZONE_NAME}]")
     columns = np.ascontiguousarray(values.T)  # one copy; each feature column is then zero-copy
     arrays = [pa.array(ts), pa.array(bars["symbol"].astype(str).to_numpy(), pa.string())]
     arrays += [pa.array(columns[j]) for j in range(len(FEATURE_NAMES))]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def build_from_frame(frame: pd.DataFrame, out: str | Path) -> BuildReport:
-    """A long bar frame (ts, symbol, OHLCV) → feature file, one symbol at a time."""
-    return write_features(split_by_symbol(frame), out)
+def build_from_frame(frame: pd.DataFrame, out: str | Path, *, session: SessionTimes) -> BuildReport:
+    """A long bar frame (ts, symbol, OHLCV) of ``session`` → feature file, one symbol at a time."""
+    return write_features(split_by_symbol(frame), out, session=session)
 
 
 def read_features(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -132,7 +137,11 @@ def read_features(path: str | Path, columns: list[str] | None = None) -> pd.Data
     if found != SPEC_HASH:
         version = meta.get(META_VERSION, b"?").decode()
         raise SpecMismatchError(
-            f"{path}: feature spec hash {found} (v{version}) differs from this calculator's "
-            f"{SPEC_HASH} (v{SPEC_VERSION}); rebuild the file with `trader features build`"
+            str(path),
+            found,
+            SPEC_HASH,
+            f"the file was written under spec v{version}, this calculator is v{SPEC_VERSION}; "
+            "rebuild it with `trader features build`",
+            against="this calculator's",
         )
     return pq.read_table(path, columns=columns).to_pandas()

@@ -4,6 +4,10 @@
 ``compute_history`` runs the very same kernel over stored bars (training data, feature files).
 Both end in ``kernels._step``, so streaming a history bar by bar reproduces the batch matrix bit
 for bit — the property that keeps training and serving on the same numbers.
+
+Both also take the session's hours (``SessionTimes``, the run's ``settings.session.times``) from
+the caller: the time-of-session features are measured from the session's open over its length,
+so a run with other hours places its bars in its own session.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike, DTypeLike
 
-from config.sessions import local_days
+from config.sessions import IST, IST_ZONE_NAME, SessionTimes, epoch_ns, local_days
 from engine.features import kernels as K
 from engine.features.spec import FEATURE_NAMES, MAX_WARMUP, N_FEATURES
 
@@ -37,10 +42,12 @@ class FeatureInputError(ValueError):
         self.sid = sid
 
 
-def _describe(kind: int, row: int, sid: np.ndarray, ts: np.ndarray | int, values: dict) -> str:
+def _describe(
+    kind: int, row: int, sid: np.ndarray, ts: np.ndarray | int, values: dict[str, np.ndarray]
+) -> str:
     where = f"row {row} (sid {int(sid[row])}"
     stamp = ts if isinstance(ts, int) else int(ts[row])
-    where += f", ts {pd.Timestamp(stamp, tz='UTC').tz_convert('Asia/Kolkata')})"
+    where += f", ts {pd.Timestamp(stamp, tz='UTC').tz_convert(IST)})"
     if kind == K.ERR_SID:
         return f"{where}: symbol id must be >= 0"
     if kind == K.ERR_PRICE:
@@ -58,11 +65,14 @@ class FeatureCalculator:
 
     State rows are preallocated for ``capacity`` symbols and grow (by reallocation) when a
     larger sid shows up, so a symbol may join at any time and starts from its own bar 0. A
-    symbol absent from a slice is simply not advanced.
+    symbol absent from a slice is simply not advanced. ``session`` gives the hours the
+    time-of-session features are measured in (the run's ``settings.session.times``).
     """
 
-    def __init__(self, capacity: int = 128) -> None:
+    def __init__(self, capacity: int = 128, *, session: SessionTimes) -> None:
         self._fs, self._ist = K.new_state(max(1, capacity))
+        self.session = session
+        self._session_args = (session.open_minute, session.length_minutes)
 
     @property
     def capacity(self) -> int:
@@ -105,14 +115,15 @@ class FeatureCalculator:
         out = np.empty((k, N_FEATURES), dtype=np.float32)
         ready = np.empty(k, dtype=np.bool_)
         args = (sid, int(ts_ns), o, h, lo, c, v, session_open)
+        hours = self._session_args
         try:
-            kind, row = _update_slice(self._fs, self._ist, *args, out, ready)
+            kind, row = _update_slice(self._fs, self._ist, *args, *hours, out, ready)
         except TypeError:  # wrong dtype or layout: normalise once and retry
             args = _normalise(*args)
-            kind, row = _update_slice(self._fs, self._ist, *args, out, ready)
+            kind, row = _update_slice(self._fs, self._ist, *args, *hours, out, ready)
         while kind == K.ERR_CAPACITY:
             self._grow(int(np.max(args[0])) + 1)
-            kind, row = _update_slice(self._fs, self._ist, *args, out, ready)
+            kind, row = _update_slice(self._fs, self._ist, *args, *hours, out, ready)
         if kind != K.OK:
             fields = dict(zip(BAR_FIELDS, args[2:7], strict=True))
             message = _describe(kind, row, args[0], args[1], fields)
@@ -137,7 +148,7 @@ class FeatureCalculator:
         args = _normalise(sid, ts_ns, o, h, lo, c, v, session_open, rows=True)
         if n and int(np.max(args[0])) >= self.capacity:
             self._grow(int(np.max(args[0])) + 1)
-        kind, row = _update_rows(self._fs, self._ist, *args, out, ready)
+        kind, row = _update_rows(self._fs, self._ist, *args, *self._session_args, out, ready)
         if kind != K.OK:
             fields = dict(zip(BAR_FIELDS, args[2:7], strict=True))
             message = _describe(kind, row, args[0], args[1], fields)
@@ -145,12 +156,15 @@ class FeatureCalculator:
         return out, ready
 
 
-def _normalise(sid, ts, o, h, lo, c, v, sess, rows: bool = False):
+def _normalise(
+    sid: ArrayLike, ts: ArrayLike | int, o: ArrayLike, h: ArrayLike, lo: ArrayLike,
+    c: ArrayLike, v: ArrayLike, sess: ArrayLike, rows: bool = False,
+) -> tuple[Any, ...]:  # fmt: skip
     """Contiguous, writeable arrays of the kernels' dtypes (the kernels' signatures are fixed)."""
     f8 = [_plain(x, np.float64) for x in (o, h, lo, c, v)]
     sid_a = _plain(sid, np.int64)
     sess_a = _plain(sess, np.bool_)
-    ts_a = _plain(ts, np.int64) if rows else int(ts)
+    ts_a = _plain(ts, np.int64) if rows else int(ts)  # type: ignore[arg-type]
     lengths = {len(sid_a), len(sess_a), *(len(x) for x in f8)}
     if rows:
         lengths.add(len(ts_a))  # type: ignore[arg-type]
@@ -159,8 +173,8 @@ def _normalise(sid, ts, o, h, lo, c, v, sess, rows: bool = False):
     return (sid_a, ts_a, *f8, sess_a)
 
 
-def _plain(x, dtype) -> np.ndarray:
-    arr = np.ascontiguousarray(x, dtype=dtype)
+def _plain(x: ArrayLike, dtype: DTypeLike) -> np.ndarray:
+    arr: np.ndarray = np.ascontiguousarray(x, dtype=dtype)
     return arr if arr.flags.writeable else arr.copy()
 
 
@@ -168,13 +182,7 @@ def ts_ns_of(ts: pd.Series) -> np.ndarray:
     """tz-aware timestamps (any resolution) → UTC epoch nanoseconds."""
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         raise FeatureInputError("column 'ts' must be tz-aware timestamps")
-    return (
-        ts.dt.tz_convert("UTC")
-        .dt.tz_localize(None)
-        .astype("datetime64[ns]")
-        .to_numpy()
-        .view(np.int64)
-    )
+    return epoch_ns(ts)
 
 
 def session_open_flags(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
@@ -189,12 +197,15 @@ def session_open_flags(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
 REQUIRED_COLUMNS = ("ts", "symbol", *BAR_FIELDS)
 
 
-def history_arrays(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Run the streaming kernel over a long bar frame (one or many symbols).
+def history_arrays(
+    frame: pd.DataFrame, *, session: SessionTimes
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Run the streaming kernel over a long bar frame (one or many symbols) of ``session``.
 
     Returns the bars sorted by (symbol, ts), their float32[n, 89] features in that row order
     and the ready flags. Each symbol starts from its own first bar; session-scoped features
-    restart on each IST day (the first bar of a day is the session open).
+    restart on each IST day (the first bar of a day is the session open: the loader has dropped
+    what lies outside the session).
     """
     missing = [col for col in REQUIRED_COLUMNS if col not in frame.columns]
     if missing:
@@ -205,7 +216,8 @@ def history_arrays(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.nd
     ts_ns = ts_ns_of(bars["ts"])
     try:
         o, h, lo, c, v = (bars[col].to_numpy(dtype=np.float64) for col in BAR_FIELDS)
-        values, ready = FeatureCalculator(capacity=max(1, len(symbols))).update_rows(
+        calculator = FeatureCalculator(capacity=max(1, len(symbols)), session=session)
+        values, ready = calculator.update_rows(
             codes, ts_ns, o, h, lo, c, v, session_open_flags(codes, ts_ns)
         )
     except FeatureInputError as exc:
@@ -219,12 +231,12 @@ def history_arrays(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.nd
     return bars, values, ready
 
 
-def compute_history(frame: pd.DataFrame) -> pd.DataFrame:
+def compute_history(frame: pd.DataFrame, *, session: SessionTimes) -> pd.DataFrame:
     """Features for a long bar frame: ts, symbol and the 89 float32 columns, sorted by
     (symbol, ts). ``frame`` has ts (tz-aware), symbol, open, high, low, close, volume."""
     if frame.empty:
         return _empty_result()
-    bars, values, _ready = history_arrays(frame)
+    bars, values, _ready = history_arrays(frame, session=session)
     result = pd.DataFrame(values, columns=list(FEATURE_NAMES), copy=False)
     result.insert(0, "symbol", bars["symbol"].to_numpy())
     result.insert(0, "ts", bars["ts"].reset_index(drop=True))
@@ -233,7 +245,7 @@ def compute_history(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _empty_result() -> pd.DataFrame:
     cols: dict[str, pd.Series] = {
-        "ts": pd.Series([], dtype="datetime64[ns, Asia/Kolkata]"),
+        "ts": pd.Series([], dtype=f"datetime64[ns, {IST_ZONE_NAME}]"),
         "symbol": pd.Series([], dtype=object),
     }
     cols.update({name: pd.Series([], dtype=np.float32) for name in FEATURE_NAMES})

@@ -32,6 +32,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from config.sessions import IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE
+
 # ---- column layout (must equal spec.FEATURE_NAMES) -------------------------------------------
 _SPANS = (5, 10, 20, 50, 100, 200)
 KERNEL_COLUMNS: tuple[str, ...] = (
@@ -95,11 +97,9 @@ PK_SCALE = 1.0 / (4.0 * math.log(2.0))
 GK_C = 2.0 * math.log(2.0) - 1.0
 TA_EPS = 1e-14  # TA-Lib's TA_EPSILON (scale-aware zero tests)
 TWO_PI = 2.0 * math.pi
-SESSION_OPEN_MIN = 9 * 60 + 15
-SESSION_MINUTES = 375.0
-IST_OFFSET_NS = 19_800_000_000_000
-NS_PER_DAY = 86_400_000_000_000
-NS_PER_MIN = 60_000_000_000.0
+# The session's open and length are arguments (the run's settings), not constants. The IST
+# offset and day length are facts of the calendar, frozen into the compiled (and cached) code.
+NS_PER_MIN = float(NS_PER_MINUTE)
 NO_TS = np.iinfo(np.int64).min
 
 # ---- int state layout --------------------------------------------------------------------------
@@ -267,8 +267,12 @@ def _valid_bar(o: float, h: float, lo: float, c: float, v: float) -> int:
 
 
 @njit(cache=True)
-def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, out, i):
-    """Advance symbol row ``r`` by one bar and write its 89 features into ``out[i]``."""
+def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, open_min, session_min, out, i):
+    """Advance symbol row ``r`` by one bar and write its 89 features into ``out[i]``.
+
+    ``open_min`` (minute of the IST day the session opens) and ``session_min`` (its length in
+    minutes) place the bar within the session for the time-of-session features.
+    """
     nan = np.nan
     t = ist[r, I_CNT]
     pc = fs[r, F_PC]
@@ -665,8 +669,8 @@ def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, out, i):
     # -- time of day / week (IST, fixed +05:30) ---------------------------------------------
     ist_ns = ts + IST_OFFSET_NS
     day = ist_ns // NS_PER_DAY
-    minute = (ist_ns - day * NS_PER_DAY) / NS_PER_MIN - SESSION_OPEN_MIN
-    angle = TWO_PI * minute / SESSION_MINUTES
+    minute = (ist_ns - day * NS_PER_DAY) / NS_PER_MIN - open_min
+    angle = TWO_PI * minute / session_min
     out[i, C_MSIN] = math.sin(angle)
     out[i, C_MCOS] = math.cos(angle)
     out[i, C_DOW] = (day + 3) % 7  # 1970-01-01 was a Thursday
@@ -681,11 +685,13 @@ def _step(fs, ist, r, ts, o, h, lo, c, v, sess_open, out, i):
 _F8 = types.float64[::1]
 _SLICE_SIG = types.UniTuple(types.int64, 2)(
     types.float64[:, ::1], types.int64[:, ::1], types.int64[::1], types.int64,
-    _F8, _F8, _F8, _F8, _F8, types.boolean[::1], types.float32[:, ::1], types.boolean[::1],
+    _F8, _F8, _F8, _F8, _F8, types.boolean[::1], types.int64, types.int64,
+    types.float32[:, ::1], types.boolean[::1],
 )  # fmt: skip
 _ROWS_SIG = types.UniTuple(types.int64, 2)(
     types.float64[:, ::1], types.int64[:, ::1], types.int64[::1], types.int64[::1],
-    _F8, _F8, _F8, _F8, _F8, types.boolean[::1], types.float32[:, ::1], types.boolean[::1],
+    _F8, _F8, _F8, _F8, _F8, types.boolean[::1], types.int64, types.int64,
+    types.float32[:, ::1], types.boolean[::1],
 )  # fmt: skip
 
 
@@ -693,7 +699,7 @@ _ROWS_SIG = types.UniTuple(types.int64, 2)(
 # dtype is refused (the calculator converts it) instead of triggering a multi-second compile of a
 # new specialisation in the middle of a live session.
 @njit(_SLICE_SIG, cache=True)
-def update_slice(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):
+def update_slice(fs, ist, sid, ts, o, h, lo, c, v, sess, open_min, session_min, out, ready):
     """One timestamp, k symbols. Validates the whole slice before touching any state.
 
     Returns ``(error kind, row)``; ``(OK, -1)`` when every row was applied.
@@ -719,12 +725,14 @@ def update_slice(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):
         ist[r, I_LAST_TS] = ts
     for i in range(k):
         r = sid[i]
-        ready[i] = _step(fs, ist, r, ts, o[i], h[i], lo[i], c[i], v[i], sess[i], out, i)
+        ready[i] = _step(
+            fs, ist, r, ts, o[i], h[i], lo[i], c[i], v[i], sess[i], open_min, session_min, out, i
+        )
     return OK, -1
 
 
 @njit(_ROWS_SIG, cache=True)
-def update_rows(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):
+def update_rows(fs, ist, sid, ts, o, h, lo, c, v, sess, open_min, session_min, out, ready):
     """A history: row ``i`` is symbol ``sid[i]``'s bar at ``ts[i]``, in time order per symbol.
 
     Runs exactly the same ``_step`` as ``update_slice``. Stops at the first bad row and returns
@@ -743,7 +751,9 @@ def update_rows(fs, ist, sid, ts, o, h, lo, c, v, sess, out, ready):
         if ist[r, I_LAST_TS] >= ts[i]:
             return ERR_TIME, i
         ist[r, I_LAST_TS] = ts[i]
-        ready[i] = _step(fs, ist, r, ts[i], o[i], h[i], lo[i], c[i], v[i], sess[i], out, i)
+        ready[i] = _step(
+            fs, ist, r, ts[i], o[i], h[i], lo[i], c[i], v[i], sess[i], open_min, session_min, out, i
+        )
     return OK, -1
 
 

@@ -17,7 +17,10 @@ Conventions that every formula below relies on:
 - Ratios whose denominator is zero (flat bars, zero volume on index data) are defined as 0
   unless the formula says otherwise; TA-Lib's own zero guards are kept where TA-Lib has them.
 - Session-scoped features restart at the first bar of each session (``session_open``) and at a
-  symbol's first bar. Minute of session is measured from 09:15 IST of the bar's start.
+  symbol's first bar. ``minute_of_session`` is the bar's start in minutes after the session's
+  open, and the time-of-session period is the session's length: the spec states them for the
+  NSE session (09:15 IST, ``SESSION_MINUTES``, from ``config.sessions.NSE``); a run whose
+  settings name other hours computes them in its own session (the calculator takes the hours).
 """
 
 from __future__ import annotations
@@ -27,9 +30,39 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.sessions import NSE
+
 SPEC_VERSION = "1.0.0"
 
-SESSION_MINUTES = 375  # 09:15–15:30 IST
+SESSION_MINUTES = NSE.length_minutes  # 375: 09:15–15:30 IST
+
+
+class SpecMismatchError(ValueError):
+    """Something made under one feature spec (a feature file, a model, a prediction table) met
+    features of another, and is refused.
+
+    The one class for every such refusal, in the core because the spec is the core's: the
+    feature-file reader raises it here, the model package re-exports it (``models.errors``), and
+    a caller catches one type — a ``ValueError``, which the CLI reports as bad input (status 2).
+    The message names both hashes, since the person reading it has to find out which side is
+    stale.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        found_hash: str,
+        expected_hash: str,
+        remedy: str = "it was made under different features and is refused",
+        against: str = "the features'",
+    ) -> None:
+        super().__init__(
+            f"{what}: feature spec hash {found_hash} does not match {against} spec hash "
+            f"{expected_hash}; {remedy}"
+        )
+        self.found_hash = found_hash
+        self.expected_hash = expected_hash
+
 
 DERIVED_INPUTS: dict[str, str] = {
     "logret_pct": "100 * ln(close[t] / close[t-1]) for t >= 1 (the series starts at bar 1)",

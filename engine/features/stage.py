@@ -16,9 +16,9 @@ from engine.features.spec import SPEC_HASH
 class FeatureStage:
     """Subscribes itself to ``BarSlice`` on ``bus``; publishes one ``FeatureSlice`` per slice."""
 
-    def __init__(self, bus: EventBus, calculator: FeatureCalculator | None = None) -> None:
+    def __init__(self, bus: EventBus, calculator: FeatureCalculator) -> None:
         self.bus = bus
-        self.calculator = calculator if calculator is not None else FeatureCalculator()
+        self.calculator = calculator
         bus.subscribe(BarSlice, self.on_bars)
 
     def compute(self, bars: BarSlice) -> FeatureSlice:

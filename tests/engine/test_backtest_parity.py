@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from app.runners.backtest import run_backtest
+from config.sessions import NSE
 from config.settings import load_settings
 from engine.data.loader import load_bars
 from strategies.sma_cross import SmaCross, SmaCrossParams
@@ -64,7 +65,7 @@ def _reference_trades(frame: pd.DataFrame, fast: int, slow: int) -> pd.DataFrame
 
 @pytest.mark.parametrize("fast,slow", [(10, 30)])
 def test_sma_cross_matches_backtesting_py(nifty_path, fast, slow):
-    bars = load_bars([nifty_path], "1minute")
+    bars = load_bars([nifty_path], "1minute", session=NSE)
     settings = load_settings(
         interval="1minute",
         costs={"model": "none"},

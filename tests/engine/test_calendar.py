@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from config.calendar import IST, NseCalendar
+from config.calendar import NseCalendar
+from config.sessions import IST, NSE
 from config.settings import SessionSettings, load_settings
 
 
@@ -42,6 +43,7 @@ async def test_live_feed_idles_until_a_minute_before_the_next_session():
         client_factory, {1: "INFY"}, 5,
         calendar=NseCalendar(SessionSettings(holidays=(date(2024, 6, 10),))),
         now=lambda: datetime(2024, 6, 8, 10, 0, tzinfo=IST), sleep=sleep,
+        session=NSE,
     )  # fmt: skip
     bars = [b async for b in source.stream(Universe(), iter(range(1, 99)).__next__, stop)]
     assert bars == [] and connected == []

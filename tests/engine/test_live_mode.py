@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.cli import main
 from app.runners.live import live_session
-from brokers.kite.ticker_protocol import IST
+from config.sessions import IST, NSE
 from config.settings import PromotionSettings, load_settings
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow
 from risk.promotion import evaluate, record
@@ -244,6 +244,7 @@ async def test_live_session_warms_up_from_kite_history_without_orders(tmp_path):
             3,
             tmp_path / "hist",
             date(2024, 6, 5),
+            session=NSE,
         )
         assert warm is not None and set(warm.frame["symbol"]) == {"INFY"}
         days = sorted({str(d) for d in warm.frame["ts"].dt.date})

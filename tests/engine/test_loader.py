@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from config.sessions import NSE
 from engine.data.loader import load_bars
 from engine.data.quality import DataError
 
@@ -32,7 +33,7 @@ GOOD = [
 
 
 def test_real_nse_files_load_cleanly(nifty_path):
-    bars = load_bars([nifty_path.parent], "5minute")
+    bars = load_bars([nifty_path.parent], "5minute", session=NSE)
     frame = bars.frame
     assert set(frame["symbol"]) == {"NIFTY 50", "NIFTY BANK"}
     minutes = frame["ts"].dt.hour * 60 + frame["ts"].dt.minute
@@ -44,8 +45,8 @@ def test_real_nse_files_load_cleanly(nifty_path):
 
 
 def test_resample_matches_manual_aggregation(nifty_path):
-    one = load_bars([nifty_path], "1minute").frame
-    five = load_bars([nifty_path], "5minute").frame
+    one = load_bars([nifty_path], "1minute", session=NSE).frame
+    five = load_bars([nifty_path], "5minute", session=NSE).frame
     day = one[one["ts"].dt.date == one["ts"].dt.date.iloc[1000]]
     bucket = day[(day["ts"].dt.hour == 11) & (day["ts"].dt.minute.between(20, 24))]
     row = five[five["ts"] == bucket["ts"].iloc[0].replace(minute=20)].iloc[0]
@@ -57,7 +58,7 @@ def test_resample_matches_manual_aggregation(nifty_path):
 
 def test_first_bucket_is_session_aligned_even_if_0915_is_missing(tmp_path):
     path = write(tmp_path, "X.csv", rows(*GOOD[1:]))  # starts 09:16
-    frame = load_bars([path], "5minute").frame
+    frame = load_bars([path], "5minute", session=NSE).frame
     assert frame["ts"].dt.strftime("%H:%M").tolist() == ["09:15"]
     assert frame["open"].iloc[0] == 100.5 and frame["volume"].iloc[0] == 50
 
@@ -69,8 +70,8 @@ def test_naive_timestamps_are_ist_and_aware_ones_are_converted(tmp_path):
         "B.csv",
         rows("2024-01-02T03:45:00+00:00,100,101,99,100.5,10"),  # 09:15 IST
     )
-    a = load_bars([naive], "1minute").frame
-    b = load_bars([aware], "1minute").frame
+    a = load_bars([naive], "1minute", session=NSE).frame
+    b = load_bars([aware], "1minute", session=NSE).frame
     assert a["ts"].iloc[0] == pd.Timestamp("2024-01-02 09:15", tz="Asia/Kolkata")
     assert b["ts"].iloc[0] == pd.Timestamp("2024-01-02 09:15", tz="Asia/Kolkata")
     assert a["symbol"].iloc[0] == "A"  # one file per symbol: the name is the symbol
@@ -90,7 +91,7 @@ def test_long_format_parquet_with_symbol_column(tmp_path):
     )
     path = tmp_path / "long.parquet"
     frame.to_parquet(path)
-    out = load_bars([path], "1minute").frame
+    out = load_bars([path], "1minute", session=NSE).frame
     assert out["symbol"].tolist() == ["INFY", "TCS"]
 
 
@@ -107,7 +108,7 @@ def test_long_format_parquet_with_symbol_column(tmp_path):
 def test_broken_files_are_refused_naming_file_row_column(tmp_path, body, needle):
     path = write(tmp_path, "BAD.csv", body)
     with pytest.raises(DataError) as info:
-        load_bars([path], "1minute")
+        load_bars([path], "1minute", session=NSE)
     assert str(path) in str(info.value) and needle in str(info.value)
 
 
@@ -127,7 +128,7 @@ def test_bad_rows_are_dropped_and_counted(tmp_path):
             "2024-01-02 09:20:00,100,101,99,100.5,",  # NaN volume → 0, noted
         ),
     )
-    bars = load_bars([path], "1minute")
+    bars = load_bars([path], "1minute", session=NSE)
     q = bars.quality
     assert dict(q.dropped) == {
         "missing_price": 1,
@@ -145,7 +146,7 @@ def test_bad_rows_are_dropped_and_counted(tmp_path):
 
 def test_unsorted_rows_are_sorted(tmp_path):
     path = write(tmp_path, "U.csv", rows(GOOD[2], GOOD[0], GOOD[1]))
-    bars = load_bars([path], "1minute")
+    bars = load_bars([path], "1minute", session=NSE)
     assert bars.frame["ts"].is_monotonic_increasing
     assert bars.quality.notes["unsorted_rows"] == 1
 
@@ -153,20 +154,20 @@ def test_unsorted_rows_are_sorted(tmp_path):
 def test_date_range_and_interval_errors(tmp_path):
     path = write(tmp_path, "D.csv", rows(*GOOD))
     with pytest.raises(ValueError, match="interval 'fortnight'"):
-        load_bars([path], "fortnight")
+        load_bars([path], "fortnight", session=NSE)
     with pytest.raises(DataError, match="no such file"):
-        load_bars([tmp_path / "nope.csv"], "1minute")
+        load_bars([tmp_path / "nope.csv"], "1minute", session=NSE)
     from datetime import date
 
     with pytest.raises(DataError, match="no bars left"):
-        load_bars([path], "1minute", start_date=date(2025, 1, 1))
+        load_bars([path], "1minute", start_date=date(2025, 1, 1), session=NSE)
 
 
 def test_fingerprint_changes_with_content_and_options(tmp_path):
     path = write(tmp_path, "F.csv", rows(*GOOD))
-    a = load_bars([path], "1minute").fingerprint
-    assert a == load_bars([path], "1minute").fingerprint
-    assert a != load_bars([path], "5minute").fingerprint
+    a = load_bars([path], "1minute", session=NSE).fingerprint
+    assert a == load_bars([path], "1minute", session=NSE).fingerprint
+    assert a != load_bars([path], "5minute", session=NSE).fingerprint
     path.write_text(rows(*GOOD[:2]))
-    assert a != load_bars([path], "1minute").fingerprint
-    assert np.isfinite(load_bars([path], "1minute").frame["close"]).all()
+    assert a != load_bars([path], "1minute", session=NSE).fingerprint
+    assert np.isfinite(load_bars([path], "1minute", session=NSE).frame["close"]).all()

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from config.sessions import NSE
 from engine.metrics import compute_metrics
 from engine.portfolio import Trade
 
@@ -31,7 +32,7 @@ def test_metrics_against_independent_formulas():
     equity = 100_000 * np.cumprod(1 + rng.normal(0.0001, 0.001, ts.size))
     gross = np.where(np.arange(ts.size) % 2 == 0, 1.0, 0.0)
     trades = [Trade("X", 1, 1, 1, 1.0, 2, 2.0, pnl) for pnl in (10.0, -5.0, 20.0, -5.0)]
-    m = compute_metrics(ts, equity, gross, trades, 100_000.0, 5, 500_000.0, 12.5)
+    m = compute_metrics(ts, equity, gross, trades, 100_000.0, 5, 500_000.0, 12.5, session=NSE)
 
     curve = np.concatenate([[100_000], equity])
     r = np.diff(curve) / curve[:-1]
@@ -62,6 +63,6 @@ def test_metrics_against_independent_formulas():
 def test_drawdown_duration_counts_peak_to_recovery():
     ts = np.arange(6) * DAY
     equity = np.array([100.0, 110.0, 99.0, 105.0, 111.0, 100.0])
-    m = compute_metrics(ts, equity, np.zeros(6), [], 100.0, 5, 0.0, 0.0)
+    m = compute_metrics(ts, equity, np.zeros(6), [], 100.0, 5, 0.0, 0.0, session=NSE)
     assert m["max_drawdown"] == pytest.approx(1 - 99 / 110)
     assert m["max_drawdown_bars"] == 3  # from the 110 peak to the 111 recovery

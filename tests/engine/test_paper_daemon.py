@@ -124,11 +124,12 @@ def test_model_paper_replay_equals_the_backtest(tmp_path, nifty_path):
     """The model strategy on real NSE bars: the backtest decides from predictions computed ahead
     in batches, the paper daemon bar by bar through the online predictor (as it will live) —
     and they store identical orders, fills, trades and equity."""
+    from config.sessions import NSE
     from engine.data.loader import load_bars
     from models.feature_source import table_from_loaded_bars
     from tests.support.models import trading_model
 
-    bars = load_bars([nifty_path], "5minute", end_date=date(2021, 2, 15))
+    bars = load_bars([nifty_path], "5minute", end_date=date(2021, 2, 15), session=NSE)
     model = trading_model(table_from_loaded_bars(bars), tmp_path / "m.ckpt")
     args = [
         "--interval", "5minute", "--strategy", "model", "--model", str(model),

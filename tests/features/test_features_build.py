@@ -13,15 +13,15 @@ import pytest
 from features_testdata import NSE_DIR, edge_case_bars, nse_5min
 
 from app.cli import main
+from config.sessions import NSE
 from engine.features.build import (
     META_HASH,
-    SpecMismatchError,
     build_from_frame,
     read_features,
     split_by_symbol,
 )
 from engine.features.calculator import compute_history
-from engine.features.spec import FEATURE_NAMES, SPEC_HASH, SPEC_VERSION
+from engine.features.spec import FEATURE_NAMES, SPEC_HASH, SPEC_VERSION, SpecMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,14 @@ def frame() -> pd.DataFrame:
 
 def test_build_round_trip_equals_compute_history(frame: pd.DataFrame, tmp_path: Path) -> None:
     out = tmp_path / "sub" / "features.parquet"
-    report = build_from_frame(frame, out)
+    report = build_from_frame(frame, out, session=NSE)
     assert report.bars == len(frame) and report.symbols == 3
     assert report.ready_bars == len(frame) - 3 * 199
     assert "bars/s" in str(report)
     got = read_features(out)
     assert list(got.columns) == ["ts", "symbol", *FEATURE_NAMES]
     assert all(got[n].dtype == np.float32 for n in FEATURE_NAMES)
-    expected = compute_history(frame)
+    expected = compute_history(frame, session=NSE)
     assert (got["symbol"].to_numpy() == expected["symbol"].to_numpy()).all()
     assert (got["ts"] == expected["ts"]).all()
     a = got[list(FEATURE_NAMES)].to_numpy()
@@ -67,7 +67,7 @@ def _rewrite_with(path: Path, metadata: dict[bytes, bytes] | None) -> None:
 
 def test_read_refuses_another_spec(frame: pd.DataFrame, tmp_path: Path) -> None:
     out = tmp_path / "f.parquet"
-    build_from_frame(frame.iloc[:300], out)
+    build_from_frame(frame.iloc[:300], out, session=NSE)
     _rewrite_with(out, {META_HASH: b"0123abcd", b"feature_spec_version": b"0.9"})
     with pytest.raises(SpecMismatchError) as info:
         read_features(out)
@@ -90,7 +90,7 @@ def test_failed_build_leaves_no_file(tmp_path: Path) -> None:
     bars.loc[250, "volume"] = -5.0
     out = tmp_path / "f.parquet"
     with pytest.raises(ValueError, match="volume must be finite"):
-        build_from_frame(bars, out)
+        build_from_frame(bars, out, session=NSE)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -115,7 +115,7 @@ def test_cli_build_reports_bad_paths(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_schema_is_float32_with_tz_timestamps(frame: pd.DataFrame, tmp_path: Path) -> None:
     out = tmp_path / "f.parquet"
-    build_from_frame(frame.iloc[:250], out)
+    build_from_frame(frame.iloc[:250], out, session=NSE)
     schema = pq.read_schema(out)
     assert schema.field("ts").type == pa.timestamp("ns", tz="Asia/Kolkata")
     assert {schema.field(n).type for n in FEATURE_NAMES} == {pa.float32()}

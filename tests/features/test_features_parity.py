@@ -17,6 +17,7 @@ from features_testdata import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.sessions import NSE
 from engine.features.calculator import compute_history
 from engine.features.spec import FEATURES, FeatureDef
 
@@ -49,7 +50,7 @@ def cases() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
         "NIFTY BANK": nse_5min("NIFTY BANK"),
         "edge": edge_case_bars(),
     }.items():
-        out[name] = (bars, compute_history(bars))
+        out[name] = (bars, compute_history(bars, session=NSE))
     return out
 
 
@@ -100,7 +101,7 @@ def test_talib_parity_on_random_paths(path) -> None:  # type: ignore[no-untyped-
             "volume": path["v"][keep],
         }
     )
-    features = compute_history(bars)
+    features = compute_history(bars, session=NSE)
     for feature in TALIB_FEATURES:
         ref = talib_reference(feature, bars)[feature.warmup :]
         ours = features[feature.name].to_numpy(dtype=np.float64)[feature.warmup :]

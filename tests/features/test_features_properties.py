@@ -8,6 +8,7 @@ from features_testdata import random_bar_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.sessions import NSE
 from engine.features.calculator import FeatureCalculator
 from engine.features.spec import FEATURES, N_FEATURES
 
@@ -27,7 +28,7 @@ def universes(draw: st.DrawFn) -> tuple[int, list[dict[str, np.ndarray]]]:
 @given(universes(), st.sampled_from([1, 75]))
 def test_no_nan_or_inf_after_warm_up(universe, bars_per_session: int) -> None:  # type: ignore[no-untyped-def]
     n_bars, paths = universe
-    calc = FeatureCalculator(capacity=1)
+    calc = FeatureCalculator(capacity=1, session=NSE)
     seen = np.zeros(len(paths), dtype=np.int64)
     sids = np.arange(len(paths)) * 7  # sparse ids: capacity grows
     for t in range(n_bars):

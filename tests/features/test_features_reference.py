@@ -11,6 +11,7 @@ import pytest
 import talib
 from features_testdata import edge_case_bars, nse_5min
 
+from config.sessions import NSE
 from engine.features.calculator import compute_history
 from engine.features.spec import FEATURES, SMA_SPANS
 
@@ -154,7 +155,7 @@ ref("session_return")(
 @pytest.fixture(scope="module")
 def cases() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     return {
-        name: (bars, compute_history(bars))
+        name: (bars, compute_history(bars, session=NSE))
         for name, bars in {"NIFTY 50": nse_5min("NIFTY 50"), "edge": edge_case_bars()}.items()
     }
 

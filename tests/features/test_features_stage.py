@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 from features_testdata import nse_5min
 
+from config.sessions import NSE
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars
 from engine.data.quality import DataQuality
 from engine.data.replay import ReplayFeed
 from engine.events import BarSlice, FeatureSlice
-from engine.features.calculator import compute_history
+from engine.features.calculator import FeatureCalculator, compute_history
 from engine.features.spec import FEATURE_NAMES, N_FEATURES, SPEC_HASH
 from engine.features.stage import FeatureStage
 from engine.universe import Universe
@@ -21,11 +22,11 @@ async def test_stage_publishes_feature_slices_in_the_same_step() -> None:
     frame = nse_5min("NIFTY 50").iloc[:400]
     bank = nse_5min("NIFTY BANK").iloc[50:400]  # joins later
     both = pd.concat([frame, bank], ignore_index=True).sort_values(["symbol", "ts"])
-    bars = LoadedBars(both.reset_index(drop=True), DataQuality(), 5, "test")
+    bars = LoadedBars(both.reset_index(drop=True), DataQuality(), 5, "test", NSE)
     universe = Universe()
     feed = ReplayFeed(bars, universe)
     bus = EventBus()
-    stage = FeatureStage(bus)
+    stage = FeatureStage(bus, FeatureCalculator(session=NSE))
     log: list[object] = []
     bus.subscribe(BarSlice, lambda e: log.append(("bar", e.seq)))
     bus.subscribe(FeatureSlice, lambda e: log.append(e))
@@ -43,7 +44,7 @@ async def test_stage_publishes_feature_slices_in_the_same_step() -> None:
     feature_slices = [e for e in log if isinstance(e, FeatureSlice)]
     assert stage.calculator.bars_seen(universe.sid("NIFTY 50")) == 400
     # the last NIFTY row equals the batch computation of the same history
-    batch = compute_history(frame)
+    batch = compute_history(frame, session=NSE)
     last = feature_slices[-1]
     pos = last.symbols.index("NIFTY 50")
     expected = batch[list(FEATURE_NAMES)].to_numpy()[-1]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from features_testdata import edge_case_bars, nse_5min
 
+from config.sessions import NSE
 from engine.features.calculator import (
     FeatureCalculator,
     FeatureInputError,
@@ -54,12 +55,12 @@ def stream(frame: pd.DataFrame, calc: FeatureCalculator) -> tuple[pd.DataFrame, 
 @pytest.fixture(scope="module")
 def streamed():  # type: ignore[no-untyped-def]
     frame = universe_bars()
-    return frame, *stream(frame, FeatureCalculator(capacity=1))  # capacity must grow
+    return frame, *stream(frame, FeatureCalculator(capacity=1, session=NSE))  # capacity must grow
 
 
 def test_streaming_equals_batch_bit_for_bit(streamed) -> None:  # type: ignore[no-untyped-def]
     frame, bars, values, _ready = streamed
-    batch = compute_history(frame)
+    batch = compute_history(frame, session=NSE)
     assert (batch["symbol"].to_numpy() == bars["symbol"].to_numpy()).all()
     expected = batch[[f.name for f in FEATURES]].to_numpy()
     assert expected.dtype == np.float32
@@ -69,7 +70,7 @@ def test_streaming_equals_batch_bit_for_bit(streamed) -> None:  # type: ignore[n
 def test_each_symbol_is_independent_of_the_others(streamed) -> None:  # type: ignore[no-untyped-def]
     frame, bars, values, _ready = streamed
     for symbol, alone in frame.groupby("symbol"):
-        solo = compute_history(alone)[[f.name for f in FEATURES]].to_numpy()
+        solo = compute_history(alone, session=NSE)[[f.name for f in FEATURES]].to_numpy()
         mine = values[(bars["symbol"] == symbol).to_numpy()]
         assert np.array_equal(mine.view(np.uint32), solo.view(np.uint32)), symbol
 
@@ -100,7 +101,7 @@ def test_session_features_restart_at_the_open(streamed) -> None:  # type: ignore
 
 
 def test_absent_symbol_is_not_advanced() -> None:
-    calc = FeatureCalculator()
+    calc = FeatureCalculator(session=NSE)
     bars = edge_case_bars(30)
     args = [bars[k].to_numpy()[:1] for k in ("open", "high", "low", "close", "volume")]
     ts = ts_ns_of(bars["ts"])
@@ -129,7 +130,7 @@ def _one(calc: FeatureCalculator, sid: list[int], ts: int, **bad: float) -> None
     ],
 )
 def test_bad_bar_is_refused_and_state_kept(bad: dict, message: str) -> None:
-    calc = FeatureCalculator()
+    calc = FeatureCalculator(session=NSE)
     _one(calc, [0, 1], 1_000)
     with pytest.raises(FeatureInputError, match=message) as info:
         _one(calc, [0, 1], 2_000, **bad)
@@ -140,7 +141,7 @@ def test_bad_bar_is_refused_and_state_kept(bad: dict, message: str) -> None:
 
 
 def test_time_must_advance_and_duplicates_are_refused() -> None:
-    calc = FeatureCalculator()
+    calc = FeatureCalculator(session=NSE)
     _one(calc, [0, 1], 1_000)
     with pytest.raises(FeatureInputError, match="time does not advance"):
         _one(calc, [0, 1], 1_000)
@@ -157,15 +158,15 @@ def test_history_errors_name_symbol_and_row() -> None:
     bars = edge_case_bars(50)
     bars.loc[17, "close"] = -3.0
     with pytest.raises(FeatureInputError, match=r"symbol 'EDGE', frame index 17: .*close=-3\.0"):
-        compute_history(bars)
+        compute_history(bars, session=NSE)
     with pytest.raises(FeatureInputError, match="lacks column"):
-        compute_history(bars.drop(columns="volume"))
+        compute_history(bars.drop(columns="volume"), session=NSE)
 
 
 def test_reset_restarts_a_symbol_from_bar_zero() -> None:
     bars = edge_case_bars(300)
-    fresh = compute_history(bars.iloc[100:])[[f.name for f in FEATURES]].to_numpy()
-    calc = FeatureCalculator()
+    fresh = compute_history(bars.iloc[100:], session=NSE)[[f.name for f in FEATURES]].to_numpy()
+    calc = FeatureCalculator(session=NSE)
     cols = [bars[k].to_numpy() for k in ("open", "high", "low", "close", "volume")]
     ts = ts_ns_of(bars["ts"])
     sess = session_open_flags(np.zeros(len(bars), dtype=np.int64), ts)
@@ -181,7 +182,7 @@ def test_other_dtypes_and_read_only_arrays_are_converted_not_recompiled() -> Non
     bars = edge_case_bars(260)
     ts = ts_ns_of(bars["ts"])
     cols = {k: bars[k].to_numpy() for k in ("open", "high", "low", "close", "volume")}
-    plain, odd = FeatureCalculator(), FeatureCalculator()
+    plain, odd = FeatureCalculator(session=NSE), FeatureCalculator(session=NSE)
     for i in range(len(bars)):
         row = [cols[k][i : i + 1].copy() for k in cols]
         a, ra = plain.update(np.array([0]), int(ts[i]), *row, np.array([i % 75 == 0]))

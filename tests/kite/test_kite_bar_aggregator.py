@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
-from brokers.kite.ticker_protocol import IST
+from config.sessions import IST, NSE
 
 DAY = datetime(2024, 6, 5, tzinfo=IST)
 
@@ -31,7 +31,7 @@ def feed(
 
 
 def test_one_minute_bars_from_ticks():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     out = feed(
         agg,
         [
@@ -49,7 +49,7 @@ def test_one_minute_bars_from_ticks():
 
 
 def test_five_minute_bars_are_anchored_at_0915():
-    agg = BarAggregator(5, grace_s=0)
+    agg = BarAggregator(5, grace_s=0, session=NSE)
     out = feed(agg, [("A", at(9, 19, 59), 1.0, 10), ("A", at(9, 20, 0), 2.0, 20)])
     assert [b.ts for b in out] == [at(9, 15)]
     out = feed(agg, [("A", at(9, 24, 59), 3.0, 25), ("A", at(9, 25), 4.0, 26)])
@@ -59,7 +59,7 @@ def test_five_minute_bars_are_anchored_at_0915():
 
 
 def test_last_bar_is_cut_at_the_close_and_post_close_ticks_close_it():
-    agg = BarAggregator(60, grace_s=0)
+    agg = BarAggregator(60, grace_s=0, session=NSE)
     feed(agg, [("A", at(15, 15), 10.0, 5), ("A", at(15, 29, 59), 11.0, 9)])
     out = feed(agg, [("A", at(15, 30, 0), 12.0, 12)])  # closing session tick: no bar data
     assert [b.ts for b in out] == [at(15, 15)]
@@ -69,7 +69,7 @@ def test_last_bar_is_cut_at_the_close_and_post_close_ticks_close_it():
 
 
 def test_pre_open_ticks_make_no_bars():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     feed(agg, [("A", at(9, 7, 30), 5.0, 500), ("A", at(9, 15, 2), 6.0, 520)])
     (bar,) = agg.close()
     assert bar.ts == at(9, 15) and bar.bars["A"] == (6.0, 6.0, 6.0, 6.0, 520)
@@ -77,7 +77,7 @@ def test_pre_open_ticks_make_no_bars():
 
 
 def test_out_of_order_ticks_within_a_bar_use_exchange_time():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     feed(
         agg,
         [
@@ -93,7 +93,7 @@ def test_out_of_order_ticks_within_a_bar_use_exchange_time():
 
 
 def test_late_ticks_are_counted_and_dropped_never_re_emitted():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     out = feed(agg, [("A", at(9, 15, 10), 10.0, 100), ("A", at(9, 16, 1), 11.0, 150)])
     assert [b.ts for b in out] == [at(9, 15)]
     out = feed(agg, [("A", at(9, 15, 59), 99.0, 120)])  # belongs to the emitted 09:15 bar
@@ -105,7 +105,7 @@ def test_late_ticks_are_counted_and_dropped_never_re_emitted():
 
 
 def test_grace_lets_another_symbols_slightly_late_tick_land():
-    agg = BarAggregator(1, grace_s=2)
+    agg = BarAggregator(1, grace_s=2, session=NSE)
     out = feed(agg, [("A", at(9, 15, 30), 1.0, 1), ("A", at(9, 16, 1), 2.0, 2)])
     assert out == []  # 09:16:01 < 09:16:00 + 2s grace
     out = feed(agg, [("B", at(9, 15, 59), 7.0, 70), ("A", at(9, 16, 2), 2.5, 3)])
@@ -114,7 +114,7 @@ def test_grace_lets_another_symbols_slightly_late_tick_land():
 
 
 def test_volume_survives_a_gap_and_a_backwards_cumulative_value():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     out = (
         feed(
             agg,
@@ -135,14 +135,14 @@ def test_volume_survives_a_gap_and_a_backwards_cumulative_value():
 
 
 def test_joining_mid_session_does_not_dump_the_morning_into_one_bar():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     out = feed(agg, [("A", at(11, 0, 1), 5.0, 900_000), ("A", at(11, 0, 30), 5.1, 900_400)])
     out += agg.close()
     assert out[0].bars["A"][4] == 400
 
 
 def test_a_new_day_resets_the_volume_baseline():
-    agg = BarAggregator(1, grace_s=0)
+    agg = BarAggregator(1, grace_s=0, session=NSE)
     next_day = DAY + timedelta(days=1)
     out = feed(
         agg,
@@ -157,7 +157,7 @@ def test_a_new_day_resets_the_volume_baseline():
 
 
 def test_wall_clock_flush_closes_a_quiet_feed():
-    agg = BarAggregator(1, grace_s=1)
+    agg = BarAggregator(1, grace_s=1, session=NSE)
     feed(agg, [("A", at(9, 30, 10), 1.0, 10)])
     assert agg.flush(at(9, 31, 0)) == []
     (bar,) = agg.flush(at(9, 31, 1))
@@ -167,7 +167,7 @@ def test_wall_clock_flush_closes_a_quiet_feed():
 
 def test_decoded_ticks_with_and_without_exchange_time():
     symbols = {408065: "INFY", 256265: "NIFTY 50"}
-    agg = BarAggregator(1, symbols=symbols, grace_s=0)
+    agg = BarAggregator(1, symbols=symbols, grace_s=0, session=NSE)
     full = {
         "instrument_token": 408065,
         "last_price": 1500.0,
@@ -182,7 +182,9 @@ def test_decoded_ticks_with_and_without_exchange_time():
     assert agg.stats.unknown_token == 1
     assert agg.close()[0].bars == {"INFY": (1500.0, 1500.0, 1500.0, 1500.0, 10)}
 
-    quote_feed = BarAggregator(1, symbols=symbols, grace_s=0, arrival_time_fallback=True)
+    quote_feed = BarAggregator(
+        1, symbols=symbols, grace_s=0, arrival_time_fallback=True, session=NSE
+    )
     assert quote_feed.on_tick(index) == [] and quote_feed.stats.no_timestamp == 1
     assert quote_feed.on_tick(index, received_at=at(9, 15, 2)) == []
     assert quote_feed.close()[0].bars == {"NIFTY 50": (22000.0,) * 4 + (0,)}
@@ -198,8 +200,8 @@ def test_same_ticks_same_bars_regardless_of_how_they_are_split_into_slices():
         sym = rng.choice("AB")
         cum[sym] += rng.randint(1, 50)
         ticks.append((sym, t, round(rng.uniform(90, 110), 2), cum[sym]))
-    first = feed(BarAggregator(5, grace_s=0), ticks)
-    second_agg = BarAggregator(5, grace_s=0)
+    first = feed(BarAggregator(5, grace_s=0, session=NSE), ticks)
+    second_agg = BarAggregator(5, grace_s=0, session=NSE)
     second = feed(second_agg, ticks[:1000]) + feed(second_agg, ticks[1000:])
     assert first == second
     assert len({b.ts_ns for b in first}) == len(first)  # no duplicated bar
@@ -209,4 +211,4 @@ def test_same_ticks_same_bars_regardless_of_how_they_are_split_into_slices():
 
 def test_interval_must_fit_a_session():
     with pytest.raises(ValueError, match="interval_minutes"):
-        BarAggregator(0)
+        BarAggregator(0, session=NSE)

@@ -14,7 +14,8 @@ import pytest
 from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.errors import KiteTokenError
 from brokers.kite.ticker_client import TickerClient
-from brokers.kite.ticker_protocol import IST, frame_packets
+from brokers.kite.ticker_protocol import frame_packets
+from config.sessions import IST, NSE
 from tests.support.fake_kite.server import FakeKite
 
 INFY, NIFTY = 408065, 256265
@@ -79,7 +80,7 @@ def client_for(fake: FakeKite, **kwargs: Any) -> TickerClient:
 
 async def test_websocket_drop_mid_session_reconnects_resubscribes_and_bars_continue():
     async with FakeKite(heartbeat_s=0.05) as fake:
-        agg = BarAggregator(1, SYMBOLS, grace_s=0)
+        agg = BarAggregator(1, SYMBOLS, grace_s=0, session=NSE)
         batches: list[BarBatch] = []
         received: list[dict] = []
 

@@ -26,7 +26,6 @@ from kiteconnect import KiteTicker
 
 from brokers.kite.ticker_protocol import (
     HEARTBEAT,
-    IST,
     LEN_FULL,
     LEN_INDEX_FULL,
     LEN_INDEX_QUOTE,
@@ -45,6 +44,7 @@ from brokers.kite.ticker_protocol import (
     tick_to_jsonable,
     ticks_to_json,
 )
+from config.sessions import IST
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
 SEGMENTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 11, 0, 255)  # every known segment + unknown ones

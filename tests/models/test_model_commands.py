@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from app.commands.models import register
+from config.sessions import NSE
 from models.checkpoint import load_bundle
 from models.feature_source import closes_from_log_returns
 
@@ -58,10 +59,10 @@ def test_train_from_a_features_file(nifty_path: Path, tmp_path: Path) -> None:
     build = pytest.importorskip("engine.features.build")
     from engine.data.loader import load_bars
 
-    bars = load_bars([nifty_path], "5minute").frame
+    bars = load_bars([nifty_path], "5minute", session=NSE).frame
     bars = bars[bars["ts"] < bars["ts"].iloc[0] + np.timedelta64(30, "D")]
     path = tmp_path / "features.parquet"
-    build.build_from_frame(bars, path)
+    build.build_from_frame(bars, path, session=NSE)
     args = parser().parse_args(
         ["train", "--features", str(path), "--out", str(tmp_path / "m"), *SMALL]
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from config.sessions import NSE
 from engine.events import BarSlice, FeatureSlice, OrderType, Side
 from models.checkpoint import ModelBundle, save_bundle
 from models.dataset import FeatureTable, WindowSet, window_ends
@@ -269,7 +270,7 @@ def test_same_trades_through_the_engine_pipeline(nifty_path: Path, tmp_path: Pat
     from models.feature_source import table_from_loaded_bars
     from tests.support.models import trading_model
 
-    bars = load_bars([nifty_path], "5minute", date(2021, 1, 1), date(2021, 2, 15))
+    bars = load_bars([nifty_path], "5minute", date(2021, 1, 1), date(2021, 2, 15), session=NSE)
     path = trading_model(table_from_loaded_bars(bars), tmp_path / "m.ckpt")
     settings = load_settings("backtest", interval="5minute")
     params = ModelStrategyParams(

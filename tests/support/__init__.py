@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.runners.backtest import run_backtest
 from app.runners.paper import trading_session
+from config.sessions import NSE
 from config.settings import load_settings
 from engine.data.synthetic import SyntheticMarket
 from engine.store.database import open_database
@@ -49,8 +50,8 @@ def make_bars(
             )
         )
     quality = DataQuality()
-    frame = validate_bars(pd.concat(frames, ignore_index=True), "test-bars", quality)
-    return assemble_bars([frame], quality, parse_interval(interval), "test")
+    frame = validate_bars(pd.concat(frames, ignore_index=True), "test-bars", quality, session=NSE)
+    return assemble_bars([frame], quality, parse_interval(interval), "test", session=NSE)
 
 
 # ---- promotion evidence: a trending synthetic market where sma_cross(2, 6) makes money -------

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SESSION_START_MINUTE = 9 * 60 + 15
-SESSION_MINUTES = 375
+from config.sessions import NSE
+
+SESSION_START_MINUTE = NSE.open_minute  # Kite serves the regular NSE session
+SESSION_MINUTES = NSE.length_minutes
 INTERVAL_MINUTES = {
     "minute": 1,
     "3minute": 3,

@@ -39,13 +39,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.history import INTERVAL_MAX_DAYS
 from brokers.kite.settings import KiteSettings
+from config.sessions import IST
 from tests.support.fake_kite.candles import SyntheticCandles
 from tests.support.fake_kite.ticker import FakeTicker
 from tests.support.paths import KITE_MOCKS
@@ -53,7 +53,6 @@ from tests.support.paths import KITE_MOCKS
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-IST = ZoneInfo("Asia/Kolkata")
 DEFAULT_FIXTURES = KITE_MOCKS
 FAKE_API_KEY = "fake_api_key"
 FAKE_API_SECRET = "fake_api_secret"
