@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ from app.runners.backtest import run_backtest
 from config.settings import load_settings
 from engine.data.synthetic import SyntheticMarket
 from strategies.sma_cross import SmaCross, SmaCrossParams
+from tests.support.paths import ROOT
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "sma_cross_synthetic.json"
+GOLDEN = ROOT / "tests" / "golden" / "sma_cross_synthetic.json"
 
 
 async def test_golden_sma_cross_on_synthetic_market():

@@ -21,7 +21,7 @@ zero volume and opening gaps.
 
 Regenerate after a deliberate kernel change and a ``SPEC_VERSION`` bump::
 
-    python -m tests.features.kernel_fingerprint --write
+    python -m tests.engine.features.kernel_fingerprint --write
 
 Without ``--write`` it prints the digest and whether it matches the recorded one.
 """
@@ -135,15 +135,16 @@ def write(spec_version: str, value: str, replace: bool = False) -> str:
         raise SystemExit(
             f"spec v{spec_version} already has fingerprint {old[:16]}…, the kernels now give "
             f"{value[:16]}…: bump SPEC_VERSION in engine/features/spec.py (and re-pin the hash "
-            "in tests/features/test_features_spec.py) before recording. --replace overwrites "
+            "in tests/engine/features/test_features_spec.py) before recording. --replace "
+            "overwrites "
             "(only for a change of this fingerprint's own definition)."
         )
     known[spec_version] = value
     document = {
         "about": (
-            "sha256 of the 89 features' outputs on tests/features/kernel_fingerprint.py's fixed "
-            f"bars, each feature quantised to 2**-{QUANTUM_BITS} of its largest magnitude; "
-            "regenerate: python -m tests.features.kernel_fingerprint --write"
+            "sha256 of the 89 features' outputs on tests/engine/features/kernel_fingerprint.py's "
+            f"fixed bars, each feature quantised to 2**-{QUANTUM_BITS} of its largest magnitude; "
+            "regenerate: python -m tests.engine.features.kernel_fingerprint --write"
         ),
         "spec_versions": dict(sorted(known.items())),
     }

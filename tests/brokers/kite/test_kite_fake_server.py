@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,8 +18,9 @@ from kiteconnect import exceptions as kex
 
 from brokers.kite.ticker_protocol import decode_text_message
 from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
+from tests.support.paths import KITE_MOCKS
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
+FIXTURES = KITE_MOCKS
 
 
 def fixture(name: str) -> Any:

@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, select
 from app.cli import main
 from engine.store.database import open_database
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ARGS = [
     "--interval",
     "15minute",

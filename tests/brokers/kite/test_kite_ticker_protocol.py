@@ -18,7 +18,6 @@ import random
 import struct
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,8 +44,9 @@ from brokers.kite.ticker_protocol import (
     ticks_to_json,
 )
 from config.sessions import IST
+from tests.support.paths import KITE_MOCKS
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
+FIXTURES = KITE_MOCKS
 SEGMENTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 11, 0, 255)  # every known segment + unknown ones
 IST_OFFSET = timedelta(hours=5, minutes=30)
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from sqlalchemy import func, select
 
 from app.cli import main
 from engine.store.database import open_database
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, capsys):

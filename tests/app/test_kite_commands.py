@@ -6,7 +6,6 @@ import argparse
 import base64
 import json
 import stat
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,8 +13,9 @@ import pytest
 from app.commands.kite import register, register_data
 from brokers.kite.ticker_protocol import HEARTBEAT, decode_packet, frame_packets, tick_to_jsonable
 from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
+from tests.support.paths import KITE_MOCKS
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
+FIXTURES = KITE_MOCKS
 
 
 def trader(*argv: str) -> int:

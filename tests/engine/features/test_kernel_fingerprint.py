@@ -1,7 +1,7 @@
 """The kernels compute what the spec version they run under was recorded computing.
 
 ``SPEC_HASH`` guards the spec's text; this guards the arithmetic behind it. See
-``tests/features/kernel_fingerprint.py`` for the input, the tolerance and how to regenerate.
+``tests/engine/features/kernel_fingerprint.py`` for the input, the tolerance and how to regenerate.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.features.spec import COLUMN, SPEC_VERSION
-from tests.features.kernel_fingerprint import (
+from tests.engine.features.kernel_fingerprint import (
     QUANTUM_BITS,
     digest,
     fingerprint_bars,
@@ -18,7 +18,7 @@ from tests.features.kernel_fingerprint import (
     recorded,
 )
 
-REGENERATE = "python -m tests.features.kernel_fingerprint --write"
+REGENERATE = "python -m tests.engine.features.kernel_fingerprint --write"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def test_the_kernels_match_the_fingerprint_of_this_spec_version(outputs: np.ndar
         f"the feature kernels' outputs changed, but SPEC_VERSION is still {SPEC_VERSION}: models "
         "and feature files recorded under this spec hash would get different numbers. Bump "
         "SPEC_VERSION in engine/features/spec.py (and re-pin PINNED_HASH in "
-        f"tests/features/test_features_spec.py), then record the new fingerprint: {REGENERATE}"
+        "tests/engine/features/test_features_spec.py), then record the new fingerprint: "
+        f"{REGENERATE}"
     )
 
 

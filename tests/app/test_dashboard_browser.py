@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from engine.store.schema import EquityRow, PositionRow, RiskEventRow, RunRow
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",

@@ -4,7 +4,6 @@ error translation, and Kite's order-rate windows (with a fake clock, so a minute
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,8 +22,9 @@ from brokers.kite.order_params import OrderParamsError, kite_order_params
 from brokers.kite.order_state import FillLedger, KiteOrderSnapshot, KiteTrade
 from brokers.kite.order_tags import OrderTagError, order_tag, order_tags
 from engine.events import Order, OrderStatus, OrderType, Side
+from tests.support.paths import KITE_MOCKS
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "kite-mocks"
+FIXTURES = KITE_MOCKS
 NAN = float("nan")
 
 
