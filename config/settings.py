@@ -59,7 +59,8 @@ class SessionSettings(_Strict):
 
     @model_validator(mode="after")
     def _valid_hours(self) -> SessionSettings:
-        self.times  # noqa: B018 - SessionTimes checks the hours (whole minutes, open < close)
+        """Impossible hours (seconds, open not before close) are refused by SessionTimes."""
+        _ = self.times
         return self
 
 

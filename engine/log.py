@@ -11,7 +11,7 @@ Every line goes through one processor chain, whoever writes it — structlog log
 - the rendered line is kept for the dashboard's "recent log lines".
 
 A stdlib logger reaches the chain as long as it propagates to the root logger (the default);
-stdlib records below ``level`` are dropped at the root, like structlog's.
+stdlib records below ``level`` are dropped there, like structlog's.
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ def recent_log_lines(limit: int = 100) -> list[str]:
     return lines[-limit:] if limit > 0 else []
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The root handler: writes to whatever ``sys.stderr`` is when a line is written (tests
-    and daemons replace it), like structlog's own lines."""
+class RootHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure_logging`` puts on the root logger: stdlib records through the
+    chain, written to whatever ``sys.stderr`` is when a line is written (tests and daemons
+    replace it), like structlog's own lines."""
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
@@ -135,7 +136,8 @@ def configure_logging(
     )
     structlog.contextvars.clear_contextvars()
 
-    handler = _StderrHandler()
+    handler = RootHandler()
+    handler.setLevel(numeric_level)  # also for loggers that set a lower level of their own
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -147,7 +149,7 @@ def configure_logging(
         )
     )
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, RootHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)

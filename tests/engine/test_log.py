@@ -18,13 +18,9 @@ SECRET = "s3cr3t-Value"
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """configure_logging changes process-wide state: put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+def structlog_defaults_after() -> Iterator[None]:
+    """The root handler is taken off by tests/conftest.py; structlog's set-up too, here."""
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
 
@@ -112,6 +108,12 @@ def test_records_below_the_level_are_dropped(capsys: pytest.CaptureFixture[str])
     configure_logging("paper", json_lines=True, level="warning")
     logging.getLogger("brokers.kite.ticker_client").info("chatter")
     structlog.get_logger().info("chatter")
+    chatty = logging.getLogger("somelib.chatty")
+    chatty.setLevel(logging.DEBUG)  # a library that turns itself up
+    try:
+        chatty.debug("chatter")
+    finally:
+        chatty.setLevel(logging.NOTSET)
     assert json_lines(capsys.readouterr().err) == []
 
 
