@@ -116,7 +116,7 @@ class SettingsError(ValueError):
 
 
 #: TRADER_* variables that configure the process, not the engine's settings
-NOT_SETTINGS = frozenset({"TRADER_DB", "TRADER_TOKEN", "TRADER_TOKEN_FILE"})
+NOT_SETTINGS = frozenset({"TRADER_DB", "TRADER_TOKEN", "TRADER_TOKEN_FILE", "TRADER_STRATEGY_PATH"})
 
 
 def _env_overrides(prefix: str = "TRADER_") -> dict[str, Any]:

@@ -109,6 +109,9 @@ def decide(
 
 
 class ModelStrategy(Strategy):
+    """The LSTM + attention classifier's SELL/HOLD/BUY probabilities → one long or short
+    position per symbol (``--model CKPT``; thresholds, sizing and shorts by parameter)."""
+
     name = "model"
     Params: ClassVar[type[StrategyParams]] = ModelStrategyParams
     wants_features = True

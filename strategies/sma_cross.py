@@ -106,6 +106,9 @@ def _sma_cross_step(  # pragma: no cover - numba
 
 
 class SmaCross(Strategy):
+    """Long-only moving-average crossover: buy ``qty`` when fast crosses above slow, sell on
+    the cross back (the reference strategy, held bit for bit to backtesting.py)."""
+
     name = "sma_cross"
     Params = SmaCrossParams
 
