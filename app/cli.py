@@ -11,13 +11,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.commands import features, kite, models, runs, strategies, trading
+from app.commands import doctor, features, kite, models, runs, strategies, trading
 from app.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
 from config.settings import SettingsError
 from engine.data.quality import DataError
 
 #: command modules, each adding its sub-commands with ``register(subparsers)``
-COMMAND_MODULES = (trading, runs, strategies, features, models, kite)
+COMMAND_MODULES = (trading, runs, strategies, features, models, kite, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

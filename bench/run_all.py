@@ -68,17 +68,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], bool]] = {
 def machine() -> str:
     import torch
 
-    from models.precision import cpu_capability
+    from models.precision import cpu_capability, cpu_model
 
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return (
-        f"{model}; {cpu_capability()}; Python {platform.python_version()}; "
+        f"{cpu_model()}; {cpu_capability()}; Python {platform.python_version()}; "
         f"torch {torch.__version__}"
     )
 

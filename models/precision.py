@@ -14,6 +14,7 @@ part of a model run's identity (it keys the prediction cache and is stored with 
 from __future__ import annotations
 
 import functools
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +37,25 @@ class PrecisionSupport:
     detail: str = ""  # the library's own error when the probe failed
 
 
-def cpu_capability() -> str:
-    """e.g. 'torch CPU capability AVX2; CPU flags: no avx512f, no avx512_bf16, no amx_bf16'."""
-    flags: set[str] = set()
+def _cpuinfo(key: str) -> str:
+    """The first ``key: value`` line of /proc/cpuinfo ('' where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return ""
+
+
+def cpu_model() -> str:
+    """e.g. 'AMD EPYC' (the kernel's model name), else the machine architecture."""
+    return _cpuinfo("model name") or platform.machine()
+
+
+def cpu_capability() -> str:
+    """e.g. 'torch CPU capability AVX2; CPU flags: no avx512f, no avx512_bf16, no amx_bf16'."""
+    flags = set(_cpuinfo("flags").split())
     listed = ", ".join(flag if flag in flags else f"no {flag}" for flag in BF16_CPU_FLAGS)
     found = f"CPU flags: {listed}" if flags else "CPU flags unreadable"
     return f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {found}"
