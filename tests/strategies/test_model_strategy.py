@@ -9,18 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from config.sessions import NSE
 from engine.events import BarSlice, FeatureSlice, OrderType, Side
-from models.checkpoint import ModelBundle, save_bundle
-from models.dataset import FeatureTable, WindowSet, window_ends
+from models.dataset import FeatureTable
 from models.inference import OnlinePredictor, Predictor
-from models.network import BUY, HOLD, SELL, IntradayClassifier, ModelConfig
+from models.network import BUY, HOLD, SELL
 from models.predictions import PrecomputedPredictor
 from models.scaler import Scaler
 from models.synthetic import synthetic_table
 from strategies.model_strategy import ModelStrategy, ModelStrategyParams, decide
+from tests.support.models import trading_model
 
 N_FEATURES, WINDOW = 6, 12
 
@@ -128,23 +127,9 @@ def table() -> FeatureTable:
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory, table: FeatureTable) -> Path:
     """A random network whose last layer is recentred so its calls vary from bar to bar."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        n_features=N_FEATURES, window=WINDOW, hidden_size=8, num_heads=2, head_hidden=(8,)
-    )
-    model = IntradayClassifier(cfg).eval()
     scaler = Scaler(np.full(N_FEATURES, 1.5), np.ones(N_FEATURES), 1)
-    windows = WindowSet(
-        table, window_ends(table, WINDOW), WINDOW, mean=scaler.mean, scale=scaler.scale
-    )
-    with torch.no_grad():
-        z = model(torch.from_numpy(windows.gather(np.arange(len(windows)))))
-        k = 2.0 / z.std(dim=0)
-        model.head[-1].weight.mul_(k[:, None])
-        model.head[-1].bias.mul_(k).sub_((z * k).mean(dim=0))
     path = tmp_path_factory.mktemp("model") / "m.ckpt"
-    save_bundle(ModelBundle(model, scaler, "synthetic-spec"), path)
-    return path
+    return trading_model(table, path, window=WINDOW, seed=0, scaler=scaler)
 
 
 @pytest.mark.parametrize("sizing", ["notional", "volatility"])
@@ -268,7 +253,6 @@ def test_same_trades_through_the_engine_pipeline(nifty_path: Path, tmp_path: Pat
     from config.settings import load_settings
     from engine.data.loader import load_bars
     from models.feature_source import table_from_loaded_bars
-    from tests.support.models import trading_model
 
     bars = load_bars([nifty_path], "5minute", date(2021, 1, 1), date(2021, 2, 15), session=NSE)
     path = trading_model(table_from_loaded_bars(bars), tmp_path / "m.ckpt")

@@ -13,19 +13,28 @@ from models.network import IntradayClassifier, ModelConfig
 from models.scaler import Scaler
 
 
-def trading_model(table: FeatureTable, path: Path, window: int = 20, seed: int = 1) -> Path:
+def trading_model(
+    table: FeatureTable,
+    path: Path,
+    window: int = 20,
+    seed: int = 1,
+    scaler: Scaler | None = None,
+) -> Path:
     """Save a tiny network for ``table``'s feature spec whose calls vary from bar to bar.
 
     A random network's probabilities hardly move; scaling and centring the last layer on the
     logits it produces over ``table`` spreads them, so thresholds around 0.5 trade often —
-    what tests comparing two decision paths need (it says nothing about skill)."""
+    what tests comparing two decision paths need (it says nothing about skill). The scaler is
+    fitted on ``table``'s ready rows unless one is given."""
     torch.manual_seed(seed)
     cfg = ModelConfig(
         n_features=table.n_features, window=window, hidden_size=8, num_heads=2, head_hidden=(8,)
     )
     model = IntradayClassifier(cfg).eval()
-    ready = table.values[table.ready]
-    scaler = Scaler(ready.mean(axis=0).astype(np.float64), ready.std(axis=0) + 1e-6, len(ready))
+    if scaler is None:
+        ready = table.values[table.ready]
+        mean, scale = ready.mean(axis=0).astype(np.float64), ready.std(axis=0) + 1e-6
+        scaler = Scaler(mean, scale, len(ready))
     windows = WindowSet(
         table, window_ends(table, window), window, mean=scaler.mean, scale=scaler.scale
     )
