@@ -102,6 +102,7 @@ async def kite_source(
         flush_interval_s=flush_interval_s,
         calendar=calendar,
         session=settings.session.times,
+        max_tick_move_pct=settings.data.max_bar_move_pct,
     )
 
 
