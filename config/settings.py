@@ -12,7 +12,7 @@ import os
 from datetime import date, time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from config.sessions import NSE, SessionTimes, parse_interval
 
@@ -64,6 +64,46 @@ class SessionSettings(_Strict):
         return self
 
 
+#: The default of ``data.max_bar_move_pct`` — also the live bar feed's default for ticks.
+DEFAULT_MAX_BAR_MOVE_PCT = 50.0
+#: ``data.date_format`` words; anything else must be a strptime format (it holds a ``%``)
+DATE_FORMAT_WORDS = ("iso", "dayfirst", "monthfirst")
+
+
+class DataSettings(_Strict):
+    """How bar data is read and which bars are believed (README "Data input").
+
+    ``date_format``: how text timestamps are read. ``None``/``"iso"``: ISO 8601 only
+    (``2021-01-04 09:16[:00][+05:30]``), anything else refused, because ``04/01/2021`` is 4
+    January to an Indian vendor and 1 April to pandas. ``"dayfirst"`` / ``"monthfirst"``: also
+    DD/MM/YYYY resp. MM/DD/YYYY (``/``, ``-`` or ``.``); or a strptime format applied exactly
+    (``"%d/%m/%Y %H:%M"``).
+
+    ``epoch_unit``: numeric timestamps' unit; ``None`` detects it from the magnitude (the four
+    units' plausible ranges never overlap), so declaring it only makes a wrong guess impossible.
+
+    ``max_bar_move_pct`` / ``outlier_action``: the bad-print rule of ``engine.data.outliers``
+    (a bar far from both neighbours that agree with each other), and whether such a bar is
+    dropped and counted or refuses the file. The live bar feed rejects ticks by the same move.
+    The default 50 is the widest move NSE's price bands allow inside one session (1.2 / 0.8).
+    """
+
+    date_format: str | None = None
+    epoch_unit: Literal["s", "ms", "us", "ns"] | None = None
+    max_bar_move_pct: float = Field(DEFAULT_MAX_BAR_MOVE_PCT, gt=0)
+    outlier_action: Literal["drop", "refuse"] = "drop"
+
+    @field_validator("date_format")
+    @classmethod
+    def _known_date_format(cls, value: str | None) -> str | None:
+        if value is None or value in DATE_FORMAT_WORDS or "%" in value:
+            return value
+        raise ValueError(
+            f"{value!r} is neither {', '.join(DATE_FORMAT_WORDS)} nor a strptime format "
+            "such as '%d/%m/%Y %H:%M'"
+        )
+
+
 class RiskSettings(_Strict):
     max_position_qty: int | None = Field(None, ge=1, description="per symbol, absolute")
     max_position_value: float | None = Field(None, gt=0, description="per symbol, rupees")
@@ -92,6 +132,7 @@ class EngineSettings(_Strict):
     costs: CostSettings = CostSettings()
     execution: ExecutionSettings = ExecutionSettings()
     session: SessionSettings = SessionSettings()
+    data: DataSettings = DataSettings()
     risk: RiskSettings = RiskSettings()
     promotion: PromotionSettings = PromotionSettings()
 

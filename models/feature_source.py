@@ -21,6 +21,7 @@ from models.errors import DatasetError
 
 if TYPE_CHECKING:
     from config.sessions import SessionTimes
+    from config.settings import DataSettings
     from engine.data.loader import LoadedBars
 
 LOG_RETURN_FEATURE = "logret_lag_0"  # 100 · ln(close[t] / close[t-1])
@@ -77,13 +78,17 @@ def _interval_minutes(table: FeatureTable) -> int | None:
 
 
 def table_from_bars(
-    paths: Sequence[str | Path], interval: str, *, session: SessionTimes
+    paths: Sequence[str | Path],
+    interval: str,
+    *,
+    session: SessionTimes,
+    data: DataSettings | None = None,
 ) -> tuple[FeatureTable, int]:
-    """Load bars (validated, resampled, in the ``session`` hours runs use) and run the feature
-    calculator on them."""
+    """Load bars (validated, resampled, in the ``session`` hours runs use, read by the ``data``
+    settings) and run the feature calculator on them."""
     from engine.data.loader import load_bars
 
-    loaded = load_bars(list(paths), interval, session=session)
+    loaded = load_bars(list(paths), interval, session=session, data=data)
     return table_from_loaded_bars(loaded), loaded.interval_minutes
 
 

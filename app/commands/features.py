@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from app.commands.data_options import add_data_options, data_settings
+
 
 def register(subparsers: Any) -> None:
     """Add the ``features`` command and its sub-commands to the ``trader`` parser."""
@@ -33,6 +35,7 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument("--interval", default="5minute", help="bar interval (default 5minute)")
     build.add_argument("--out", required=True, metavar="FEATURES.parquet")
+    add_data_options(build)
     build.set_defaults(func=cmd_build)
 
 
@@ -60,8 +63,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from engine.data.loader import load_bars
     from engine.features.build import build_from_frame
 
-    session = load_settings().session.times  # the hours runs use (TRADER_SESSION__*)
-    bars = load_bars(args.data, args.interval, session=session)
+    settings = load_settings(**data_settings(args))  # the hours and data rules runs use
+    bars = load_bars(args.data, args.interval, session=settings.session.times, data=settings.data)
     print(str(bars.quality), file=sys.stderr)
     report = build_from_frame(bars.frame, args.out, session=bars.session)
     print(report)

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.commands.data_options import add_data_options, data_settings
+
 
 def register(subparsers: Any) -> None:
     """Add ``train`` and ``model`` to the ``trader`` sub-command parser."""
@@ -30,6 +32,7 @@ def register(subparsers: Any) -> None:
         help="a features file written by the feature calculator",
     )
     tr.add_argument("--interval", default="5minute", help="bar interval for --data (5minute)")
+    add_data_options(tr)
     tr.add_argument("--epochs", type=int, default=100)
     tr.add_argument("--max-windows", type=int, help="subsample to at most N windows")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -143,8 +146,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         from config.settings import load_settings
 
-        session = load_settings().session.times  # the hours runs use (TRADER_SESSION__*)
-        table, interval = table_from_bars(args.data, args.interval, session=session)
+        settings = load_settings(**data_settings(args))  # the hours and data rules runs use
+        table, interval = table_from_bars(
+            args.data, args.interval, session=settings.session.times, data=settings.data
+        )
     print(f"features: {len(table)} rows, {len(table.symbols)} symbols, spec {table.spec_hash[:12]}")
     model_cfg, label_cfg, train_cfg = _model_configs(args, table.n_features)
     result = train(table, args.out, model_cfg, label_cfg, train_cfg, interval_minutes=interval)

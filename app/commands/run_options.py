@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from app.commands.data_options import data_overrides
 from engine.session import SessionResult
 
 
@@ -78,6 +79,8 @@ def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> A
         overrides["execution"] = {"slippage_bps": args.slippage_bps}
     if args.no_square_off:
         overrides["session"] = {"square_off_enabled": False}
+    if data := data_overrides(args):
+        overrides["data"] = data
     return load_settings(profile, **overrides)
 
 

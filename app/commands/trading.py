@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from app.commands.data_options import add_data_options
 from app.commands.run_options import (
     add_run_options,
     add_warmup_options,
@@ -15,7 +16,7 @@ from app.commands.run_options import (
 from app.errors import UserError
 
 if TYPE_CHECKING:
-    from config.sessions import SessionTimes
+    from config.settings import EngineSettings
 
 
 def register(sub: Any) -> None:
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="Parquet/CSV file or directory; repeatable",
     )
+    add_data_options(bt)
     add_run_options(bt)
     bt.set_defaults(func=cmd_backtest)
 
@@ -55,6 +57,7 @@ def register(sub: Any) -> None:
     paper.add_argument("--symbols", type=int, default=5, help="synthetic feed: symbols")
     paper.add_argument("--days", type=int, default=20, help="synthetic feed: sessions")
     paper.add_argument("--seed", type=int, default=7, help="synthetic feed: seed")
+    add_data_options(paper)
     add_run_options(paper)
     paper.set_defaults(func=cmd_paper, mode="paper")
 
@@ -75,8 +78,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from engine.data.loader import load_bars
 
     prepared = prepare_run(args)
-    session = prepared[0].session.times
-    bars = load_bars(args.data, args.interval, args.start_date, args.end_date, session=session)
+    settings = prepared[0]
+    bars = load_bars(
+        args.data, args.interval, args.start_date, args.end_date,
+        session=settings.session.times, data=settings.data,
+    )  # fmt: skip
     return run_and_report(args, prepared, bars, ", ".join(args.data))
 
 
@@ -93,7 +99,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     prepared = prepare_run(args, profile="paper")
     if args.feed == "kite":
         return _paper_on_kite(args, prepared)
-    bars, label = _feed_bars(args, prepared[0].session.times)
+    bars, label = _feed_bars(args, prepared[0])
     from app.daemon import run_daemon
 
     return run_daemon(args, prepared, bars, label, speed)
@@ -179,12 +185,14 @@ async def _warmup_history(
         Path(args.history_cache),
         datetime.now(IST).date(),
         session=settings.session.times,
+        data=settings.data,
     )
 
 
-def _feed_bars(args: argparse.Namespace, session: SessionTimes) -> tuple[Any, str]:
-    """``--feed replay:PATH[,PATH]`` or ``replay:synthetic`` in the run's ``session`` hours;
-    live Kite ticks need credentials."""
+def _feed_bars(args: argparse.Namespace, settings: EngineSettings) -> tuple[Any, str]:
+    """``--feed replay:PATH[,PATH]`` or ``replay:synthetic`` in the run's session hours, files
+    read by its ``data`` settings; live Kite ticks need credentials."""
+    session = settings.session.times
     feed = args.feed
     if feed is None:
         from brokers.kite.auth import load_credentials
@@ -210,5 +218,7 @@ def _feed_bars(args: argparse.Namespace, session: SessionTimes) -> tuple[Any, st
     from engine.data.loader import load_bars
 
     paths = target.split(",")
-    bars = load_bars(paths, args.interval, args.start_date, args.end_date, session=session)
+    bars = load_bars(
+        paths, args.interval, args.start_date, args.end_date, session=session, data=settings.data
+    )
     return bars, target

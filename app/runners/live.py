@@ -22,7 +22,7 @@ from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
 from config.calendar import NseCalendar
 from config.sessions import SessionTimes, parse_interval
-from config.settings import EngineSettings
+from config.settings import DataSettings, EngineSettings
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars, load_bars
 from engine.ports import Strategy
@@ -49,6 +49,7 @@ async def history_for_warmup(
     today: date,
     *,
     session: SessionTimes,
+    data: DataSettings | None = None,
 ) -> LoadedBars | None:
     """The last ``days`` calendar days before ``today`` of ``symbols`` from Kite's historical
     API (resumable, cached in ``cache_dir``), loaded like any bar file — or None for days=0.
@@ -63,7 +64,7 @@ async def history_for_warmup(
             KITE_INTERVALS.get(parse_interval(interval), "minute"),
         )  # fmt: skip
     paths = [r.path for r in results if r.rows]
-    return load_bars(paths, interval, session=session) if paths else None
+    return load_bars(paths, interval, session=session, data=data) if paths else None
 
 
 #: Kite's names for the intervals it serves; others are resampled from minute candles
@@ -101,6 +102,7 @@ async def kite_source(
         flush_interval_s=flush_interval_s,
         calendar=calendar,
         session=settings.session.times,
+        max_tick_move_pct=settings.data.max_bar_move_pct,
     )
 
 

@@ -32,17 +32,34 @@ Rules (the same input sequence always gives the same bars):
   under-counts rather than absorbing the whole morning). Indices have no volume: 0.
 * **Gaps.** A slot in which a symbol had no tick has no bar for that symbol (no forward fill —
   the consumer decides).
+* **Bad ticks never become bars.** A tick whose price is not a positive finite number is
+  dropped (``stats.bad_price``). A tick whose price moves more than ``max_move_pct`` (the
+  loader's bad-print rule, settings ``data.max_bar_move_pct``, default 50: the widest move NSE's
+  price bands allow in one session; see ``engine.data.outliers``) from the symbol's last
+  accepted price of the same session is rejected, counted (``stats.outliers``) and logged as a
+  warning. A tick cannot wait for its next neighbour, so the reference is the last accepted
+  price; a new session starts without one (an overnight gap, a split, is a new level). If the
+  reference itself was the bad one, or the price really moved that far, the price is not lost
+  for long: after ``confirm_ticks`` (3) rejected ticks in a row that agree with each other
+  (within the limit), the latest is accepted as the new level. ``max_move_pct=None``: off.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+import structlog
+
 from brokers.kite.ticker_protocol import Tick
 from config.sessions import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_MINUTE, SessionTimes
+from config.settings import DEFAULT_MAX_BAR_MOVE_PCT
+from engine.data.outliers import move_pct
+
+log = structlog.get_logger()
 
 NS_PER_SECOND = 1_000_000_000
 OHLCV = tuple[float, float, float, float, int]
@@ -67,6 +84,8 @@ class AggregatorStats:
     out_of_session: int = 0
     no_timestamp: int = 0
     unknown_token: int = 0
+    bad_price: int = 0
+    outliers: int = 0
     bars: int = 0
 
 
@@ -105,6 +124,8 @@ class BarAggregator:
         *,
         session: SessionTimes,
         arrival_time_fallback: bool = False,
+        max_move_pct: float | None = DEFAULT_MAX_BAR_MOVE_PCT,
+        confirm_ticks: int = 3,
     ) -> None:
         if not 1 <= interval_minutes <= session.length_minutes:
             raise ValueError(f"interval_minutes {interval_minutes} must be 1..one session")
@@ -121,6 +142,10 @@ class BarAggregator:
         self._emitted_until = -(2**62)  # every slot starting before this is out
         self._watermark = -(2**62)
         self._base: dict[str, tuple[int, int]] = {}  # symbol → (IST day, cumulative baseline)
+        self.max_move_pct = max_move_pct
+        self.confirm_ticks = confirm_ticks
+        self._last: dict[str, tuple[int, float]] = {}  # symbol → (IST day, last accepted price)
+        self._rejected: dict[str, tuple[float, int]] = {}  # symbol → (last rejected, run length)
 
     # --- input -----------------------------------------------------------------------------
 
@@ -147,6 +172,8 @@ class BarAggregator:
             slot = ts_ns - (local - self._open_ns) % self.interval_ns
             if slot < self._emitted_until:
                 self.stats.late += 1
+            elif not self._believable(symbol, ts_ns, price):
+                pass  # counted and logged; the tick still advances the clock below
             else:
                 bars = self._slots.get(slot)
                 if bars is None:
@@ -164,6 +191,42 @@ class BarAggregator:
             self._watermark = ts_ns
             return self._emit_until(ts_ns - self.grace_ns)
         return []
+
+    def _believable(self, symbol: str, ts_ns: int, price: float) -> bool:
+        """The bad-tick rule of the module doc; True: the tick may make bar data."""
+        if not (math.isfinite(price) and price > 0):
+            self.stats.bad_price += 1
+            log.warning("feed.tick_rejected", symbol=symbol, price=price, reason="bad price")
+            return False
+        day = (ts_ns + IST_OFFSET_NS) // NS_PER_DAY
+        last = self._last.get(symbol)
+        if self.max_move_pct is None or last is None or last[0] != day:
+            return self._accept(symbol, day, price)
+        move = move_pct(price, last[1])
+        if move <= self.max_move_pct:
+            return self._accept(symbol, day, price)
+        before = self._rejected.get(symbol)
+        run = 1
+        if before is not None and move_pct(price, before[0]) <= self.max_move_pct:
+            run = before[1] + 1
+        if run >= self.confirm_ticks:  # a level that persists is not a bad print
+            log.warning(
+                "feed.tick_level_accepted", symbol=symbol, price=price, last_price=last[1],
+                ticks=run,
+            )  # fmt: skip
+            return self._accept(symbol, day, price)
+        self._rejected[symbol] = (price, run)
+        self.stats.outliers += 1
+        log.warning(
+            "feed.tick_rejected", symbol=symbol, price=price, last_price=last[1],
+            move_pct=round(move, 1), max_move_pct=self.max_move_pct, reason="outlier",
+        )  # fmt: skip
+        return False
+
+    def _accept(self, symbol: str, day: int, price: float) -> bool:
+        self._last[symbol] = (day, price)
+        self._rejected.pop(symbol, None)
+        return True
 
     def flush(self, now: datetime) -> list[BarBatch]:
         """Close slots that ended (plus grace) by wall-clock ``now`` — for a quiet feed."""

@@ -20,6 +20,7 @@ from brokers.kite.bar_aggregator import BarAggregator, BarBatch
 from brokers.kite.ticker_client import TickerClient
 from config.calendar import NseCalendar
 from config.sessions import IST, SessionTimes, local_day
+from config.settings import DEFAULT_MAX_BAR_MOVE_PCT
 from engine.events import BarSlice
 from engine.universe import Universe
 
@@ -66,6 +67,7 @@ class KiteLiveSource:
         calendar: NseCalendar | None = None,
         *,
         session: SessionTimes,
+        max_tick_move_pct: float | None = DEFAULT_MAX_BAR_MOVE_PCT,
         now: Callable[[], datetime] = lambda: datetime.now(IST),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -73,7 +75,10 @@ class KiteLiveSource:
         self.fingerprint = "kite-live"
         self.quality: dict[str, Any] = {"source": "kite ticker"}
         self._tokens = tokens
-        self._aggregator = BarAggregator(interval_minutes, tokens, grace_s=grace_s, session=session)
+        self._aggregator = BarAggregator(
+            interval_minutes, tokens, grace_s=grace_s, session=session,
+            max_move_pct=max_tick_move_pct,
+        )  # fmt: skip
         self._client_factory = client_factory
         #: set by the session (the risk monitor's ``feed_stale``): told when the ticker's
         #: watchdog finds the websocket silent, before it reconnects

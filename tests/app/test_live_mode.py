@@ -299,3 +299,16 @@ async def test_a_silent_feed_stops_new_entries_through_the_risk_monitor(tmp_path
     with engine.connect() as conn:
         events = conn.execute(select(RiskEventRow.gate, RiskEventRow.state)).all()
     assert ("stale_data", "REDUCING") in [tuple(e) for e in events]
+
+
+async def test_the_live_feed_rejects_ticks_by_the_runs_data_settings(monkeypatch):
+    """``data.max_bar_move_pct`` reaches the tick aggregator of paper-on-Kite and live."""
+    import app.runners.live as live
+
+    async def tokens(*_: object) -> dict[int, str]:
+        return {INFY: "INFY"}
+
+    monkeypatch.setattr(live, "instrument_tokens", tokens)
+    settings = load_settings("paper", interval="1minute", data={"max_bar_move_pct": 12.5})
+    source = await live.kite_source(settings, None, None, ["INFY"])
+    assert source._aggregator.max_move_pct == 12.5

@@ -49,7 +49,8 @@ def test_one_minute_bars_from_ticks():
 
 
 def test_five_minute_bars_are_anchored_at_0915():
-    agg = BarAggregator(5, grace_s=0, session=NSE)
+    # toy prices that double and triple: the bad-tick rule (tested below) is off here
+    agg = BarAggregator(5, grace_s=0, session=NSE, max_move_pct=None)
     out = feed(agg, [("A", at(9, 19, 59), 1.0, 10), ("A", at(9, 20, 0), 2.0, 20)])
     assert [b.ts for b in out] == [at(9, 15)]
     out = feed(agg, [("A", at(9, 24, 59), 3.0, 25), ("A", at(9, 25), 4.0, 26)])
@@ -212,3 +213,97 @@ def test_same_ticks_same_bars_regardless_of_how_they_are_split_into_slices():
 def test_interval_must_fit_a_session():
     with pytest.raises(ValueError, match="interval_minutes"):
         BarAggregator(0, session=NSE)
+
+
+# ---- bad ticks never become bars (the loader's bad-print rule, on ticks) ----------------------
+
+
+def test_a_tick_at_1000x_is_rejected_counted_and_logged():
+    from structlog.testing import capture_logs
+
+    agg = BarAggregator(1, grace_s=0, session=NSE)
+    with capture_logs() as logs:
+        feed(
+            agg,
+            [
+                ("INFY", at(9, 15, 1), 1500.0, 10),
+                ("INFY", at(9, 15, 20), 1_500_000.0, 11),  # a bad print
+                ("INFY", at(9, 15, 40), 1501.0, 12),
+            ],
+        )
+    (bar,) = agg.close()
+    assert bar.bars["INFY"][:4] == (1500.0, 1501.0, 1500.0, 1501.0)
+    assert agg.stats.outliers == 1
+    (warning,) = [e for e in logs if e["event"] == "feed.tick_rejected"]
+    assert warning["log_level"] == "warning" and warning["symbol"] == "INFY"
+    assert warning["price"] == 1_500_000.0 and warning["last_price"] == 1500.0
+
+
+def test_non_positive_and_non_finite_tick_prices_are_rejected():
+    agg = BarAggregator(1, grace_s=0, session=NSE)
+    feed(
+        agg,
+        [
+            ("A", at(9, 15, 1), 0.0, 1),  # not even a first reference
+            ("A", at(9, 15, 2), float("nan"), 2),
+            ("A", at(9, 15, 3), 100.0, 3),
+            ("A", at(9, 15, 4), float("inf"), 4),
+            ("A", at(9, 15, 5), -5.0, 5),
+        ],
+    )
+    (bar,) = agg.close()
+    assert bar.bars["A"][:4] == (100.0,) * 4 and agg.stats.bad_price == 4
+
+
+def test_genuine_moves_and_a_new_sessions_gap_are_accepted():
+    agg = BarAggregator(1, grace_s=0, session=NSE, max_move_pct=10.0)
+    next_day = DAY + timedelta(days=1)
+    out = feed(
+        agg,
+        [
+            ("A", at(9, 15, 1), 100.0, 1),
+            ("A", at(9, 15, 2), 109.0, 2),  # +9%: within 10%
+            ("A", at(9, 15, 3), 118.0, 3),  # +8.3% from the last accepted: a trend is fine
+            ("A", at(9, 15, 4), 60.0, 4),  # -49%: rejected
+            ("A", at(9, 15, 5, day=next_day), 50.0, 1),  # a new session: no reference yet
+            ("A", at(9, 15, 6, day=next_day), 51.0, 2),
+        ],
+    )
+    out += agg.close()
+    assert [b.bars["A"][:4] for b in out] == [
+        (100.0, 118.0, 100.0, 118.0),
+        (50.0, 51.0, 50.0, 51.0),
+    ]
+    assert agg.stats.outliers == 1
+
+
+def test_a_level_that_persists_is_accepted_after_three_ticks():
+    """If the reference was the bad tick (or the price really is there), the feed recovers."""
+    agg = BarAggregator(1, grace_s=0, session=NSE)
+    ticks = [("A", at(9, 15, 1), 1.0, 1)] + [("A", at(9, 15, s), 100.0 + s, s) for s in (2, 3, 4)]
+    feed(agg, ticks)
+    (bar,) = agg.close()
+    assert bar.bars["A"][:4] == (1.0, 104.0, 1.0, 104.0)  # 102 and 103 lost, 104 accepted
+    assert agg.stats.outliers == 2
+
+
+def test_the_tick_rule_is_configurable_and_can_be_off():
+    ticks = [("A", at(9, 15, 1), 100.0, 1), ("A", at(9, 15, 2), 130.0, 2)]
+    strict = BarAggregator(1, grace_s=0, session=NSE, max_move_pct=20.0)
+    feed(strict, ticks)
+    assert strict.close()[0].bars["A"][3] == 100.0 and strict.stats.outliers == 1
+    off = BarAggregator(1, grace_s=0, session=NSE, max_move_pct=None)
+    feed(off, [*ticks, ("A", at(9, 15, 3), 100_000.0, 3)])
+    assert off.close()[0].bars["A"][3] == 100_000.0 and off.stats.outliers == 0
+
+
+def test_the_live_source_hands_its_limit_to_the_aggregator():
+    from brokers.kite.feed import KiteLiveSource
+
+    def no_client(**_: object) -> None:
+        return None
+
+    source = KiteLiveSource(no_client, {1: "A"}, 1, session=NSE, max_tick_move_pct=12.5)
+    assert source._aggregator.max_move_pct == 12.5
+    default = KiteLiveSource(no_client, {1: "A"}, 1, session=NSE)
+    assert default._aggregator.max_move_pct == 50.0
