@@ -108,7 +108,9 @@ async def test_timeouts_are_retried(tmp_path):
         fake.inject("historical", delay_s=2.5, times=1)
         results = await download(fake, tmp_path, request_timeout_s=1.0)
         assert [r.rows for r in results] == [len(pd.bdate_range(START, END)) * 375] * 2
-        assert fake.count("historical") == 7
+        # 6 chunks + the retry of the delayed one; on a loaded machine another request may
+        # also outlive the 1 s timeout and be retried — never fewer, and the data stay exact
+        assert fake.count("historical") >= 7
 
 
 class DirtyCandles(SyntheticCandles):
