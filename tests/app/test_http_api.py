@@ -659,3 +659,22 @@ async def test_a_flood_of_reads_does_not_delay_bar_processing(tmp_path, monkeypa
     baseline = sorted(quiet)[len(quiet) // 2]
     assert median < baseline + 0.1, (busy, quiet)
     assert max(busy) < 0.5, busy
+
+
+async def test_an_in_memory_database_is_read_on_the_sessions_thread() -> None:
+    """SQLite in memory is one connection of one thread: readings are then built where the
+    session runs, not in a worker thread (which would open another, empty database)."""
+    db = open_database("sqlite://")
+    source = SteppedReplay(SyntheticMarket(symbols=2, days=1).bars("5minute"))
+    session = paper_session(source, db)
+    task = asyncio.create_task(session.run())
+    try:
+        async with TestClient(TestServer(build_app(session, ControlToken(TOKEN, None)))) as client:
+            await source.step(3)
+            response = await client.get("/api/state")
+            assert response.status == 200
+            assert (await response.json())["bar"]["bars_processed"] == 3
+    finally:
+        session.request_stop()
+        source.release()
+        await asyncio.wait_for(task, 10)
