@@ -1,8 +1,9 @@
 """The ``trader`` command line: the parser and the one place exit statuses are decided.
 
 Every user-facing failure is a one-line ``error: ...`` on stderr with the status of
-``app.errors`` (2 bad input or settings, 1 a run that failed, 130 interrupted); tracebacks are
-for ``--debug`` only.
+``app.errors`` (2 bad input or settings, 1 a run or a Kite call that failed, 130 interrupted),
+scrubbed of secrets (``app.errors.print_error``); tracebacks are for ``--debug`` only.
+A Kite failure is reported as one, whichever command met it — never as an "internal error".
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import sys
 from collections.abc import Sequence
 
 from app.commands import doctor, features, kite, models, runs, strategies, trading
-from app.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from app.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UserError,
+    print_error,
+)
+from brokers.kite.errors import KiteError
 from config.settings import SettingsError
 from engine.data.quality import DataError
 
@@ -39,10 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(getattr(args, "mode", "backtest"), args.log_json, args.log_level)
     try:
         return int(args.func(args) or EXIT_OK)
+    except KiteError as exc:  # before ValueError: Kite refusing a request is not our bad input
+        if args.debug:
+            raise
+        text = str(exc)
+        print_error(text if text.startswith("Kite") else f"Kite: {text}")
+        return EXIT_FAILED
     except (DataError, SettingsError, UserError, ValueError, FileNotFoundError) as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(str(exc))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -56,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         kind = "run failed" if isinstance(exc, HandlerError) else "internal error"
-        print(f"error: {kind}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        print_error(f"{kind}: {exc} (rerun with --debug for the traceback)")
         return EXIT_FAILED
 
 

@@ -156,8 +156,18 @@ class SettingsError(ValueError):
     """A setting is invalid; the message names it."""
 
 
+#: extra ``Host`` names the daemon's HTTP API answers (``app.web.hosts``), comma-separated
+HTTP_ALLOWED_HOSTS_ENV = "TRADER_HTTP_ALLOWED_HOSTS"
 #: TRADER_* variables that configure the process, not the engine's settings
-NOT_SETTINGS = frozenset({"TRADER_DB", "TRADER_TOKEN", "TRADER_TOKEN_FILE", "TRADER_STRATEGY_PATH"})
+NOT_SETTINGS = frozenset(
+    {
+        "TRADER_DB",
+        "TRADER_TOKEN",
+        "TRADER_TOKEN_FILE",
+        "TRADER_STRATEGY_PATH",
+        HTTP_ALLOWED_HOSTS_ENV,
+    }
+)
 
 
 def _env_overrides(prefix: str = "TRADER_") -> dict[str, Any]:

@@ -5,9 +5,11 @@ Every line goes through one processor chain, whoever writes it — structlog log
 ``structlog.stdlib.ProcessorFormatter`` on the one handler of the root logger:
 
 - the run's mode is added, so a paper line can never be mistaken for a live one;
-- secrets are redacted: values whose key looks like a secret, and ``key=value`` / ``key: value``
-  pairs with such a key inside any text (a stdlib message, an exception) — the rendered line is
-  scrubbed once more, so a traceback cannot carry a token out either;
+- secrets are redacted by ``config.redact`` (the one definition of what a secret looks like):
+  values whose key looks like a secret, every credential value registered when it was loaded,
+  and ``key=value`` / ``key: value`` pairs with a secret-looking key inside any text (a stdlib
+  message, an exception) — the rendered line is scrubbed once more, so a traceback cannot carry
+  a token out either;
 - the rendered line is kept for the dashboard's "recent log lines".
 
 A stdlib logger reaches the chain as long as it propagates to the root logger (the default);
@@ -25,19 +27,8 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEYS = ("token", "secret", "password", "api_key", "access", "authorization")
-_SECRET_WORDS = "|".join(map(re.escape, _SECRET_KEYS))
-#: ``<secret-looking key><= or :><value>`` in free text. The value is a quoted string or a bare
-#: word, after an optional scheme (``Authorization: token api_key:access_token``, ``Bearer …``).
-#: A bare value never starts with a backslash, so an already-redacted, JSON-escaped ``\"***\"``
-#: is left alone when the rendered line is scrubbed again.
-_SECRET_IN_TEXT = re.compile(
-    rf"(?P<key>[\w.-]*(?:{_SECRET_WORDS})[\w.-]*)"
-    r"(?P<sep>[\"']?\s*[=:]\s*)"
-    r"(?P<scheme>(?:token|bearer|basic)\s+)?"
-    r"(?:(?P<quote>[\"'])[^\"']*(?P=quote)|[^\s,;&\"'}\]\\]+)",
-    re.IGNORECASE,
-)
+from config.redact import MASK, is_secret_key, scrub
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 #: The last rendered lines (after redaction, colours stripped), newest last: the dashboard's
@@ -47,25 +38,10 @@ RECENT_LINES: deque[str] = deque(maxlen=200)
 Processor = Callable[[Any, str, MutableMapping[str, Any]], Any]
 
 
-def _is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(part in lowered for part in _SECRET_KEYS)
-
-
-def _masked(match: re.Match[str]) -> str:
-    quote = match["quote"] or ""
-    return f"{match['key']}{match['sep']}{match['scheme'] or ''}{quote}***{quote}"
-
-
-def scrub(text: str) -> str:
-    """``text`` with the value of every secret-looking ``key=value`` pair replaced by ***."""
-    return _SECRET_IN_TEXT.sub(_masked, text)
-
-
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if _is_secret_key(key):
-            event[key] = "***"
+        if is_secret_key(key):
+            event[key] = MASK
         elif isinstance(value, str):
             event[key] = scrub(value)
     return event

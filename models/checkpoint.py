@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,45 @@ from models.scaler import Scaler
 
 FORMAT = "nse-trader/model"
 FORMAT_VERSION = 1
+
+
+#: torch's weights-only refusal names what it would not unpickle in one of these forms
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+_REFUSED_MODULE = re.compile(r"whose module (\S+) is blocked")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def refused_pickles(exc: BaseException) -> list[str] | None:
+    """The classes or modules a ``torch.load(weights_only=True)`` refused to unpickle, when
+    ``exc`` is that refusal and names them; ``None`` otherwise.
+
+    Torch's own message for this advises loading with ``weights_only=False`` — running the
+    file's code — in bold ANSI; callers say it in their own words instead."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    text = str(exc)
+    names = sorted({*_REFUSED_GLOBAL.findall(text), *_REFUSED_MODULE.findall(text)})
+    return names or None
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """``Type: what went wrong`` for a load failure: for torch's weights-only failures the
+    unpickler's own finding (never torch's advice around it), else the first line; colour codes
+    removed."""
+    text = _ANSI.sub("", str(exc)).strip()
+    detail = _UNPICKLER_DETAIL.search(text)
+    line = detail.group(1) if detail else (text.splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line.strip()[:200]}" if line else type(exc).__name__
+
+
+def pickled_objects_message(path: Path, names: list[str]) -> str:
+    """``path`` holds pickled objects: the start of every refusal message, naming them."""
+    what = f" ({', '.join(names)})" if names else ""
+    return (
+        f"{path}: contains pickled Python objects{what} besides tensors and plain values; "
+        "loading them could run code from the file"
+    )
 
 
 class _Current:
@@ -208,9 +249,16 @@ def load_bundle(
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such model file") from None
     except Exception as exc:
+        refused = refused_pickles(exc)
+        if refused is None:
+            raise CheckpointError(
+                f"{path}: cannot be read as a model file ({describe_load_error(exc)})"
+            ) from None
         raise CheckpointError(
-            f"{path}: cannot be read as a safe (weights-only) model file "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"{pickled_objects_message(path, refused)}, so it is not loaded (model files written "
+            "by this package hold none). If it is one of the seed's Lightning checkpoints and "
+            "you trust where it came from, convert it once: trader model import "
+            f"--ckpt {path} --scaler SCALER.pkl --trust-pickle --out model.ckpt"
         ) from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: model file holds a {type(raw).__name__}, not a dict")

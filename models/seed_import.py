@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from engine.version import code_version
-from models.checkpoint import ModelBundle, running_spec, save_bundle
+from models.checkpoint import (
+    ModelBundle,
+    describe_load_error,
+    pickled_objects_message,
+    refused_pickles,
+    running_spec,
+    save_bundle,
+)
 from models.errors import SeedImportError, UntrustedPickleError
 from models.network import CLASS_NAMES, POOLINGS, IntradayClassifier, ModelConfig
 from models.scaler import Scaler
@@ -129,10 +136,15 @@ def read_lightning_ckpt(path: str | Path, trust_pickle: bool = False) -> dict[st
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         if not trust_pickle:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            refused = refused_pickles(exc)
+            what = (
+                pickled_objects_message(path, refused)
+                if refused
+                else f"{path}: cannot be read as plain tensors ({describe_load_error(exc)}); it "
+                "may hold pickled objects, and unpickling them could run code from the file"
+            )
             raise UntrustedPickleError(
-                f"{path}: holds pickled objects beyond tensors ({first[:200]}); reading it could "
-                "run code from the file. Pass --trust-pickle only if you trust where it came from"
+                f"{what}. Pass --trust-pickle only if you trust where it came from"
             ) from None
         try:
             raw = torch.load(
@@ -140,7 +152,7 @@ def read_lightning_ckpt(path: str | Path, trust_pickle: bool = False) -> dict[st
             )
         except Exception as exc2:
             raise SeedImportError(
-                f"{path}: cannot be read as a PyTorch checkpoint ({type(exc2).__name__}: {exc2})"
+                f"{path}: cannot be read as a PyTorch checkpoint ({describe_load_error(exc2)})"
             ) from None
     if not isinstance(raw, Mapping):
         raise SeedImportError(f"{path}: holds a {type(raw).__name__}, not a checkpoint dict")

@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from app.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from app.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, print_error
 from brokers.kite.auth import CredentialsError, load_credentials, login
 from brokers.kite.errors import KiteError
 from brokers.kite.history import (
@@ -51,7 +51,7 @@ class InputFileError(ValueError):
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print_error(message)
     return code
 
 

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.redact import register_secret
+
 TOKEN_ENV = "TRADER_TOKEN"
 TOKEN_FILE_ENV = "TRADER_TOKEN_FILE"
 MIN_TOKEN_CHARS = 16
@@ -27,6 +29,10 @@ class ControlToken:
     value: str
     #: where a generated token was written; None when it came from the environment
     path: Path | None
+
+    def __post_init__(self) -> None:
+        # a secret like the Kite credentials: whatever echoes it (a log line, an error) drops it
+        register_secret(self.value)
 
     def accepts(self, authorization: str | None) -> bool:
         """True for an ``Authorization: Bearer <token>`` header carrying this token.

@@ -100,6 +100,12 @@ class Histogram:
         self.count = 0
         self.total = 0.0
 
+    def copy(self) -> Histogram:
+        """A snapshot that later observations do not change (rendered in another thread)."""
+        twin = Histogram(self.bounds)
+        twin.counts, twin.count, twin.total = list(self.counts), self.count, self.total
+        return twin
+
     def observe(self, value: float) -> None:
         i = bisect_left(self.bounds, value)  # bucket "le": value ≤ bound
         if i < len(self.bounds):

@@ -5,8 +5,11 @@ The secrets file is ``KEY=VALUE`` lines using the same names as the environment 
 readable by its owner only (mode 0600): a token that lets anyone trade the account must not sit
 in a world-readable file, so a looser mode is refused rather than warned about.
 
-Credentials print as ``<redacted>`` everywhere (repr, str, logs); ``scrub`` removes them from
-any text that might embed them, such as a websocket URL inside an exception message.
+Credentials print as ``<redacted>`` everywhere (repr, str, logs). Their values are registered
+with ``config.redact`` the moment a ``KiteCredentials`` exists (and a login's request token when
+it is used), so ``config.redact.scrub`` removes them from any text that might embed them — a
+websocket URL inside an exception message, an error body echoing the ``Authorization`` header —
+even where no ``token=`` key surrounds them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from brokers.kite.settings import KiteSettings
+from config.redact import register_secret
 
 ENV_API_KEY = "KITE_API_KEY"
 ENV_API_SECRET = "KITE_API_SECRET"
@@ -39,6 +43,10 @@ class KiteCredentials:
     api_key: str = field(repr=False)
     api_secret: str | None = field(default=None, repr=False)
     access_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # every way credentials come to exist (env, secrets file, login, tests) passes here
+        register_secret(self.api_key, self.api_secret, self.access_token)
 
     def __repr__(self) -> str:
         def shown(value: str | None) -> str:
@@ -64,13 +72,6 @@ class KiteCredentials:
                 f"no Kite API secret: set {ENV_API_SECRET} or add it to the secrets file"
             )
         return self.api_secret
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every credential value replaced by ``<redacted>``."""
-        for value in (self.access_token, self.api_secret, self.api_key):
-            if value:
-                text = text.replace(value, "<redacted>")
-        return text
 
     def with_access_token(self, token: str) -> KiteCredentials:
         return replace(self, access_token=token)
@@ -157,28 +158,58 @@ def exchange_request_token(
     """Trade a login ``request_token`` for an access token via kiteconnect's ``generate_session``.
 
     Blocking (the official client uses requests): call it from the CLI or a worker thread.
+    A refusal is a ``KiteLoginError`` that says which part Kite refused; no answer at all is a
+    ``KiteNetworkError``.
     """
     import requests
     from kiteconnect import KiteConnect
     from kiteconnect import exceptions as kite_exceptions
 
-    from brokers.kite.errors import KiteError, KiteNetworkError, KiteTokenError
+    from brokers.kite.errors import KiteLoginError, KiteNetworkError
 
+    register_secret(request_token)
     client = KiteConnect(
         api_key=credentials.api_key, root=settings.api_root, timeout=settings.request_timeout_s
     )
     try:
         session = client.generate_session(request_token, credentials.require_api_secret())
-    except kite_exceptions.TokenException as exc:
-        raise KiteTokenError(f"login failed: {credentials.scrub(str(exc))}") from None
     except kite_exceptions.KiteException as exc:
-        raise KiteError(f"login failed: {credentials.scrub(str(exc))}", exc.code) from None
+        raise KiteLoginError(_login_refusal(exc), exc.code, type(exc).__name__) from None
     except requests.RequestException as exc:
-        raise KiteNetworkError(f"login failed: {credentials.scrub(str(exc))}") from None
+        raise KiteNetworkError(
+            f"login failed: could not reach Kite at {settings.api_root} "
+            f"({type(exc).__name__}: {exc}); check the network and try again"
+        ) from None
     token = session.get("access_token") if isinstance(session, dict) else None
     if not token:
-        raise KiteError("login answered without an access_token")
+        raise KiteLoginError("login failed: Kite answered without an access_token")
     return str(token)
+
+
+def _login_refusal(exc: Exception) -> str:
+    """What Kite refused in a login, in words a user can act on (Kite's own text appended).
+
+    Kite answers a bad login with a ``TokenException`` whatever the cause; only its text tells
+    a wrong API secret (the checksum) or API key from a stale request token."""
+    from kiteconnect import exceptions as kite_exceptions
+
+    said = f" (Kite said: {exc})"
+    text = str(exc).lower()
+    if "checksum" in text:
+        return (
+            "login failed: Kite rejected the login checksum: the API secret "
+            f"({ENV_API_SECRET}) does not belong to the API key ({ENV_API_KEY}){said}"
+        )
+    if "api_key" in text:
+        return f"login failed: Kite does not accept the API key ({ENV_API_KEY}){said}"
+    if isinstance(exc, kite_exceptions.TokenException):
+        return (
+            "login failed: Kite rejected the request token (expired or already used: a request "
+            "token is valid for a few minutes and only once); log in through Kite's login page "
+            f"again and pass the new request_token{said}"
+        )
+    code = getattr(exc, "code", "?")
+    return f"login failed: Kite refused the login ({type(exc).__name__}, HTTP {code}){said}"
 
 
 def login(

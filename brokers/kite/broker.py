@@ -58,6 +58,7 @@ from brokers.kite.order_tags import DEFAULT_TAG_PREFIX, check_tag_prefix, order_
 from brokers.kite.rate_limit import RetryPolicy, with_retries
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
+from config.redact import scrub
 from engine.bus import EventBus
 from engine.events import (
     BrokerEvent,
@@ -595,7 +596,7 @@ class KiteBroker(Broker):
         )
 
     def _queue_event(self, kind: str, message: str, halts: bool = False) -> None:
-        text = self._credentials.scrub(message)
+        text = scrub(message)
         self._outbox.append(BrokerEvent(self._clock(), self._bus.next_seq(), kind, text, halts))
 
     async def _drain(self) -> None:
@@ -763,7 +764,7 @@ class KiteBroker(Broker):
             self._background_error(what, exc)
 
     def _background_error(self, what: str, exc: BaseException) -> None:
-        text = f"{what}: {type(exc).__name__}: {self._credentials.scrub(str(exc))}"
+        text = f"{what}: {type(exc).__name__}: {scrub(str(exc))}"
         self.errors.append(text)
         log.error("kite broker: %s", text, exc_info=exc)
 

@@ -2,18 +2,25 @@
 
 ``KiteTokenError`` is the one users meet daily: Kite access tokens expire every morning, and the
 right reaction is a plain message (and, in the daemon, trading state HALTED), never a retry loop.
+
+Every message is scrubbed of secrets when the error is built (``config.redact``): this is where
+Kite's text — an error body that may echo the ``Authorization`` header, an exception from the
+official client or the network stack — enters the engine, so whatever later prints, logs or
+stores the error holds no credential, whichever path it takes.
 """
 
 from __future__ import annotations
+
+from config.redact import scrub
 
 
 class KiteError(Exception):
     """Any error reported by Kite or met while talking to it."""
 
     def __init__(self, message: str, status: int | None = None, error_type: str = "") -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.status = status
-        self.error_type = error_type
+        self.error_type = scrub(error_type)
 
 
 class KiteTokenError(KiteError):
@@ -25,6 +32,12 @@ class KiteTokenError(KiteError):
             "run `trader kite login` to get a new one"
         )
         super().__init__(f"{text}: {message}" if message else text, status, "TokenException")
+
+
+class KiteLoginError(KiteError):
+    """``trader kite login`` could not turn a request token into an access token; the message
+    says which part Kite refused (the request token, the API key/secret pair) or that Kite could
+    not be reached."""
 
 
 class KiteRetryableError(KiteError):

@@ -59,9 +59,10 @@ class OrderRateLimit:
         ]
 
 
-def translate_error(exc: BaseException, credentials: KiteCredentials, what: str) -> KiteError:
-    """An exception from the official client (or requests under it) → a typed ``KiteError``."""
-    text = credentials.scrub(str(exc)) or type(exc).__name__
+def translate_error(exc: BaseException, what: str) -> KiteError:
+    """An exception from the official client (or requests under it) → a typed ``KiteError``
+    (which scrubs the text of secrets as it is built)."""
+    text = str(exc) or type(exc).__name__
     if isinstance(exc, KiteError):
         return exc
     if isinstance(exc, CredentialsError):  # no access token at all: the same cure as expiry
@@ -124,7 +125,7 @@ class KiteOrderApi:
             try:
                 return fn(self._client())
             except Exception as exc:  # translated into typed errors below
-                raise translate_error(exc, self._credentials, what) from None
+                raise translate_error(exc, what) from None
 
         return await asyncio.to_thread(run)
 

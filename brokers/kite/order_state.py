@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from brokers.kite.order_tags import order_tags
+from config.redact import scrub
 from engine.events import OrderStatus, OrderType, Side
 
 TERMINAL = {
@@ -93,7 +94,7 @@ class KiteOrderSnapshot(NamedTuple):
             average_price=_float(raw.get("average_price")),
             price=_float(raw.get("price")),
             trigger_price=_float(raw.get("trigger_price")),
-            message=str(message),
+            message=scrub(str(message)),  # Kite's text enters the engine here
         )
 
 

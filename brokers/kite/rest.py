@@ -77,6 +77,9 @@ def parse_instruments_csv(text: str, source: str = "instruments") -> list[Instru
 
 
 def _error_from_response(status: int, body: Any, retry_after: str | None) -> KiteError:
+    """The typed error for a failed answer. Kite's own message is kept — it is what an
+    operator needs to read — and may quote the request's credentials (a 403 echoing the
+    ``Authorization`` header); ``KiteError`` scrubs them as it is built."""
     message = body.get("message", "") if isinstance(body, dict) else ""
     error_type = body.get("error_type", "") if isinstance(body, dict) else ""
     text = message or f"HTTP {status}"
@@ -155,8 +158,8 @@ class KiteRestClient:
                     )
                 return content_type, text
         except (aiohttp.ClientError, TimeoutError) as exc:
-            detail = self._credentials.scrub(str(exc)) or type(exc).__name__
-            raise KiteNetworkError(f"{method} {path}: {detail}") from None
+            # the KiteError scrubs its message: a client error may quote the request
+            raise KiteNetworkError(f"{method} {path}: {str(exc) or type(exc).__name__}") from None
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """The ``data`` member of a successful JSON answer."""

@@ -45,6 +45,7 @@ from brokers.kite.ticker_protocol import (
     subscribe_message,
     unsubscribe_message,
 )
+from config.redact import scrub
 from config.sessions import IST
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class TickerClient:
                         raise KiteTokenError(message) from None
                     await self._report(f"ticker handshake failed ({exc.status})")
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    text = self._credentials.scrub(str(exc)) or type(exc).__name__
+                    text = scrub(str(exc)) or type(exc).__name__
                     await self._report(f"ticker connection failed: {text}")
                 if self._stopping:
                     break

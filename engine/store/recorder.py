@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, delete, insert, update
 
+from config.redact import scrub
 from engine.bus import EventBus
 from engine.events import Fill, Order, OrderUpdate, RiskEvent
 from engine.portfolio import Portfolio
@@ -268,7 +269,7 @@ class RunRecorder:
                     status=status, finished_at=_now(), bars_processed=bars_processed,
                     last_bar_ts=portfolio.curve_ts[-1] if portfolio.curve_ts else None,
                     cash=portfolio.cash, metrics_json=json.dumps(metrics, default=_json_float),
-                    quality_json=json.dumps(quality), error=error,
+                    quality_json=json.dumps(quality), error=None if error is None else scrub(error),
                 )
             )  # fmt: skip
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import secrets
 import stat
 
 import pyarrow.parquet as pq
 import pytest
+import structlog
 
+from app.cli import main
 from app.commands.kite import register, register_data
 from brokers.kite.ticker_protocol import HEARTBEAT, decode_packet, frame_packets, tick_to_jsonable
+from engine.log import recent_log_lines
 from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
 from tests.support.paths import KITE_MOCKS
 
@@ -105,8 +109,10 @@ def test_login_command_stores_token(fake_env, tmp_path, capsys):
     assert "saved to" in capsys.readouterr().out
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert "KITE_ACCESS_TOKEN=fake_access_token_1" in secrets.read_text()
-    assert trader("kite", "login", "--request-token", "nope") == 1
-    assert "login failed" in capsys.readouterr().err
+    assert trader("kite", "login", "--request-token", FAKE_REQUEST_TOKEN) == 1  # used already
+    err = capsys.readouterr().err
+    assert "error: login failed: Kite rejected the request token (expired or " in err
+    assert "access token" not in err and FAKE_REQUEST_TOKEN not in err
 
 
 def test_data_download_command(fake_env, monkeypatch, tmp_path, capsys):
@@ -150,3 +156,62 @@ def test_data_download_errors_are_plain(fake_env, monkeypatch, tmp_path, capsys)
         trader("data", "download", "--symbols", "IGL", "--from", "2021-13-01", "--to", "x")
     assert info.value.code == 2
     assert "'2021-13-01' is not a date" in capsys.readouterr().err
+
+
+# --- no credential in any output ---------------------------------------------------------------
+
+
+@pytest.fixture
+def echoing_kite(monkeypatch, tmp_path):
+    """The fake Kite quoting ``api_key:access_token`` in every error body, with credentials
+    no other test uses (so only this run's loading can have registered them)."""
+    key, secret, token = (f"{name}-{secrets.token_hex(6)}" for name in ("key", "sec", "tok"))
+    with FakeKite().in_thread() as fake:
+        fake.api_key, fake.api_secret, fake.valid_tokens = key, secret, {token}
+        fake.echo_credentials()
+        monkeypatch.setenv("KITE_API_ROOT", fake.api_root)
+        monkeypatch.setenv("KITE_WS_URL", fake.ws_url)
+        monkeypatch.setenv("KITE_SECRETS_FILE", str(tmp_path / "secrets.env"))
+        monkeypatch.setenv("KITE_API_KEY", key)
+        monkeypatch.setenv("KITE_API_SECRET", secret)
+        monkeypatch.setenv("KITE_ACCESS_TOKEN", token)
+        yield fake, (key, secret, token)
+    structlog.reset_defaults()
+
+
+def assert_clean(text: str, values: tuple[str, ...]) -> None:
+    for value in values:
+        assert value not in text, f"{value!r} leaked into: {text}"
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["console", "json"])
+def test_data_download_never_prints_or_logs_an_echoed_token(echoing_kite, tmp_path, capsys,
+                                                             json_lines):  # fmt: skip
+    fake, values = echoing_kite
+    fake.inject("historical", status=503, times=2)  # retried: the retries are logged
+    argv = ["--log-json"] if json_lines else []
+    argv += ["data", "download", "--symbols", "IGL", "--from", "2021-01-01", "--to", "2021-01-05"]
+    argv += ["--no-progress", "--out"]
+    assert main([*argv, str(tmp_path / "data")]) == 0
+    first = capsys.readouterr()
+    assert "received: ***:***" in first.err  # the retry lines: logged, scrubbed
+    fake.expire_token()
+    assert main([*argv, str(tmp_path / "more")]) == 1
+    second = capsys.readouterr()
+    assert "error: Kite rejected the access token" in second.err
+    for text in (first.out, first.err, second.out, second.err, "".join(recent_log_lines())):
+        assert_clean(text, values)
+
+
+def test_paper_on_kite_reports_a_kite_error_without_the_token(echoing_kite, tmp_path, capsys):
+    fake, values = echoing_kite
+    fake.expire_token()
+    code = main(
+        ["paper", "--feed", "kite", "--kite-symbols", "INFY", "--db", str(tmp_path / "p.db"),
+         "--history-cache", str(tmp_path / "cache"), "--warmup-days", "2"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: Kite rejected the access token" in err and "trader kite login" in err
+    assert "internal error" not in err and "Traceback" not in err
+    assert_clean(err + "".join(recent_log_lines()), values)

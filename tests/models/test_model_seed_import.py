@@ -239,3 +239,32 @@ def test_seed_class_order_is_mapped_to_sell_hold_buy(seed: dict) -> None:
             spec_hash=SPEC,
             class_order=("BUY", "SELL"),
         )
+
+
+def test_a_pickled_checkpoint_is_refused_in_our_words(
+    seed: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Torch's refusal advises ``weights_only=False`` (running the file's code) in bold ANSI;
+    ours names the file and what is pickled in it, and points at the import for the seed."""
+    from app.cli import main
+
+    ckpt = seed["ckpt"]
+    assert main(["model", "info", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {ckpt}: contains pickled Python objects (fake_lightning_attr.AttributeDict)"
+    )
+    assert f"trader model import --ckpt {ckpt} --scaler SCALER.pkl --trust-pickle" in err
+    with pytest.raises(UntrustedPickleError) as refused:
+        read_lightning_ckpt(ckpt, trust_pickle=False)
+    untrusted = str(refused.value)
+    assert "contains pickled Python objects (fake_lightning_attr.AttributeDict)" in untrusted
+    assert "--trust-pickle" in untrusted
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a torch file at all")
+    assert main(["model", "info", str(garbage)]) == 2
+    unreadable = capsys.readouterr().err
+    assert f"{garbage}: cannot be read as a model file" in unreadable
+    for text in (err, untrusted, unreadable):
+        assert "weights_only" not in text and "\x1b" not in text
+        assert "trust the source" not in text  # torch's advice, in torch's words

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import stat
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from brokers.kite.auth import (
     read_secrets_file,
     write_secrets_file,
 )
-from brokers.kite.errors import KiteTokenError
+from brokers.kite.errors import KiteError, KiteLoginError, KiteNetworkError, KiteTokenError
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings, KiteSettingsError
+from config.redact import scrub
 from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
 
 
@@ -99,9 +101,8 @@ def test_credentials_are_redacted_everywhere(caplog):
         assert "key123" not in text and "secret456" not in text and "token789" not in text
     assert "<redacted>" in repr(creds)
     url = "wss://ws.kite.trade?api_key=key123&access_token=token789"
-    assert creds.scrub(f"failed: {url}") == (
-        "failed: wss://ws.kite.trade?api_key=<redacted>&access_token=<redacted>"
-    )
+    assert scrub(f"failed: {url}") == "failed: wss://ws.kite.trade?api_key=***&access_token=***"
+    assert scrub("echo: key123:token789") == "echo: ***:***"  # registered when loaded
 
 
 def test_login_against_the_fake_stores_a_working_token(tmp_path):
@@ -112,8 +113,35 @@ def test_login_against_the_fake_stores_a_working_token(tmp_path):
         stored = read_secrets_file(settings.secrets_path)["KITE_ACCESS_TOKEN"]
         assert stored == updated.access_token and stored in fake.valid_tokens
         assert stat.S_IMODE(settings.secrets_path.stat().st_mode) == 0o600
-        with pytest.raises(KiteTokenError, match="login failed"):
-            login(settings, creds, "used-or-unknown-request-token")
+        with pytest.raises(KiteLoginError, match="rejected the request token"):
+            login(settings, creds, FAKE_REQUEST_TOKEN)  # a request token works once
+
+
+def test_a_failed_login_says_what_failed(tmp_path):
+    """A stale request token, a wrong API secret and an unreachable Kite are three different
+    messages — none of them about the access token, none quoting what was sent."""
+    with FakeKite().in_thread() as fake:
+        fake.echo_credentials()  # the error bodies quote the request token and checksum
+        settings = fake.settings(secrets_file=tmp_path / "kite.env")
+        creds = fake.credentials(access_token=None)
+        with pytest.raises(KiteLoginError) as stale:
+            login(settings, creds, "request-token-used-yesterday")
+        wrong = KiteCredentials(creds.api_key, "not-the-api-secret", None)
+        with pytest.raises(KiteLoginError) as mismatch:
+            login(settings, wrong, FAKE_REQUEST_TOKEN)
+    text = str(stale.value)
+    assert "Kite rejected the request token (expired or already used" in text
+    assert "request-token-used-yesterday" not in text and "access token" not in text
+    text = str(mismatch.value)
+    assert "checksum" in text and "KITE_API_SECRET" in text and "access token" not in text
+    assert FAKE_REQUEST_TOKEN not in text and "not-the-api-secret" not in text
+    assert not settings.secrets_path.exists()
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = KiteSettings(api_root=f"http://127.0.0.1:{probe.getsockname()[1]}")
+    with pytest.raises(KiteNetworkError, match=r"could not reach Kite at http://127\.0\.0\.1"):
+        login(closed, creds, FAKE_REQUEST_TOKEN)
 
 
 async def test_rest_client_reports_expired_token_plainly():
@@ -123,3 +151,26 @@ async def test_rest_client_reports_expired_token_plainly():
             with pytest.raises(KiteTokenError, match="expire daily") as info:
                 await client.get_json("/user/profile")
         assert "fake_access_token" not in str(info.value)
+
+
+async def test_an_echoed_authorization_header_never_leaves_a_kite_error():
+    """Kite (or a proxy in between) quoting ``api_key:access_token`` in an error body: the
+    ``KiteError`` built from it carries neither value, whatever the status."""
+    async with FakeKite() as fake:
+        fake.echo_credentials()
+        creds = KiteCredentials("api-key-b7e1", "api-secret-b7e1", "access-token-b7e1")
+        fake.api_key = creds.api_key
+        fake.inject("profile", status=400, times=1)
+        fake.inject("profile", status=503, times=1)
+        errors = []
+        async with KiteRestClient(fake.settings(), creds) as client:
+            for _ in range(3):  # 400, 503, then 403: the token is not one the fake knows
+                with pytest.raises(KiteError) as info:
+                    await client.get_json("/user/profile")
+                errors.append(info.value)
+    assert [e.status for e in errors] == [400, 503, 403]
+    assert isinstance(errors[-1], KiteTokenError)
+    for error in errors:
+        text = f"{error} {error.error_type}"
+        assert "received: ***:***" in text
+        assert creds.api_key not in text and creds.access_token not in text

@@ -151,20 +151,16 @@ def test_ledger_catches_up_when_trades_lag_and_absorbs_them_later():
 
 
 def test_official_client_errors_become_typed_errors():
-    creds = KiteCredentials("key", "secret", "tok123")
-    token = translate_error(kex.TokenException("bad tok123"), creds, "orders")
+    KiteCredentials("key", "secret", "tok123")  # loading credentials registers their values
+    token = translate_error(kex.TokenException("bad tok123"), "orders")
     assert isinstance(token, KiteTokenError) and "tok123" not in str(token)
-    assert isinstance(
-        translate_error(kex.NetworkException("slow", 429), creds, "x"), KiteRateLimitError
-    )
-    assert isinstance(translate_error(kex.NetworkException("oms"), creds, "x"), KiteServerError)
-    assert isinstance(
-        translate_error(kex.GeneralException("boom", 502), creds, "x"), KiteServerError
-    )
-    refused = translate_error(kex.InputException("RMS:Margin Exceeds"), creds, "x")
+    assert isinstance(translate_error(kex.NetworkException("slow", 429), "x"), KiteRateLimitError)
+    assert isinstance(translate_error(kex.NetworkException("oms"), "x"), KiteServerError)
+    assert isinstance(translate_error(kex.GeneralException("boom", 502), "x"), KiteServerError)
+    refused = translate_error(kex.InputException("RMS:Margin Exceeds"), "x")
     assert isinstance(refused, KiteInputError) and str(refused) == "RMS:Margin Exceeds"
-    assert isinstance(translate_error(kex.OrderException("no", 400), creds, "x"), KiteInputError)
-    timeout = translate_error(requests.ReadTimeout("read timed out"), creds, "place order")
+    assert isinstance(translate_error(kex.OrderException("no", 400), "x"), KiteInputError)
+    timeout = translate_error(requests.ReadTimeout("read timed out"), "place order")
     assert isinstance(timeout, KiteNetworkError) and "place order" in str(timeout)
 
 

@@ -14,6 +14,7 @@ Faults are rules matched per route name (see ``ROUTES``) and consumed in order::
     fake.inject("order.place", answer_delay_s=2.0)       # handles (order exists), answers late
     fake.inject("*", disconnect=True, times=1)           # connection cut without an answer
     fake.expire_token()                                  # every call → 403 TokenException
+    fake.echo_credentials()                              # error bodies quote the credentials
     fake.reject_orders("RMS:Margin Exceeds")             # next order placed ends REJECTED
     await fake.ticker.drop_connections()                 # websocket network cut
     await fake.fill_order(order_id, 101.5, qty=3)        # the exchange fills (part of) an order
@@ -161,6 +162,7 @@ class FakeKite:
         self.requests: list[RecordedRequest] = []
         self.faults: list[FaultRule] = []
         self._rejections: list[_Rejection] = []
+        self.echo_secrets = False
         recorded = self.fixture("historical_minute.json")["data"]["candles"]
         self.candles = candles or SyntheticCandles(recorded)
         self.instruments_csv = {
@@ -313,6 +315,13 @@ class FakeKite:
         """Every access token stops working, as at Kite's daily expiry."""
         self.valid_tokens.clear()
 
+    def echo_credentials(self) -> None:
+        """From now on every error answer quotes the credentials the request carried — the
+        ``Authorization`` header's ``api_key:access_token``, a login's request token and
+        checksum — bare, as a careless server or proxy error page might. A client must not
+        print, log or store any of it."""
+        self.echo_secrets = True
+
     def reject_orders(
         self, message: str = REJECTION, times: int = 1, at_placement: bool = False
     ) -> None:
@@ -333,6 +342,17 @@ class FakeKite:
         scheme, _, value = header.partition(" ")
         api_key, _, token = value.partition(":")
         return scheme == "token" and api_key == self.api_key and token in self.valid_tokens
+
+    async def _error_for(
+        self, request: web.Request, status: int, error_type: str, message: str
+    ) -> web.Response:
+        """An error answer; with ``echo_credentials`` its message quotes what was sent."""
+        if self.echo_secrets:
+            _, _, credentials = request.headers.get("Authorization", "").partition(" ")
+            form = await request.post() if request.method == "POST" else {}
+            sent = [credentials, str(form.get("request_token", "")), str(form.get("checksum", ""))]
+            message = f"{message} (received: {' '.join(v for v in sent if v)})"
+        return _error(status, error_type, message)
 
     @web.middleware
     async def _middleware(
@@ -362,11 +382,13 @@ class FakeKite:
                 message = rule.message or f"injected {rule.status}"
                 if route == "ticker":
                     return web.Response(status=rule.status, text=message)
-                return _error(rule.status, error_type, message)
+                return await self._error_for(request, rule.status, error_type, message)
             answer_delay_s = rule.answer_delay_s
             break
         if route != "ticker" and route not in UNAUTHENTICATED and not self._authorised(request):
-            return _error(403, "TokenException", "Incorrect `api_key` or `access_token`.")
+            return await self._error_for(
+                request, 403, "TokenException", "Incorrect `api_key` or `access_token`."
+            )
         try:
             response = await handler(request)
         except _InputError as exc:
@@ -455,9 +477,11 @@ class FakeKite:
         checksum = str(form.get("checksum", ""))
         expected = hashlib.sha256(f"{api_key}{request_token}{self.api_secret}".encode()).hexdigest()
         if api_key != self.api_key or request_token not in self.request_tokens:
-            return _error(403, "TokenException", "Token is invalid or has expired.")
+            return await self._error_for(
+                request, 403, "TokenException", "Token is invalid or has expired."
+            )
         if checksum != expected:
-            return _error(403, "TokenException", "Invalid checksum.")
+            return await self._error_for(request, 403, "TokenException", "Invalid `checksum`.")
         self.request_tokens.discard(request_token)  # a request token is single-use
         token = f"{FAKE_ACCESS_TOKEN}_{next(self._sessions)}"
         self.valid_tokens.add(token)
