@@ -10,6 +10,7 @@ imported lazily so the model package loads (and its tests run) without it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,13 +78,18 @@ def _interval_minutes(table: FeatureTable) -> int | None:
 
 
 def table_from_bars(
-    paths: Sequence[str | Path], interval: str, *, session: SessionTimes
+    paths: Sequence[str | Path],
+    interval: str,
+    *,
+    session: SessionTimes,
+    start: date | None = None,
+    end: date | None = None,
 ) -> tuple[FeatureTable, int]:
-    """Load bars (validated, resampled, in the ``session`` hours runs use) and run the feature
-    calculator on them."""
+    """Load bars (validated, resampled, in the ``session`` hours runs use; only the days from
+    ``start`` to ``end`` when given) and run the feature calculator on them."""
     from engine.data.loader import load_bars
 
-    loaded = load_bars(list(paths), interval, session=session)
+    loaded = load_bars(list(paths), interval, start, end, session=session)
     return table_from_loaded_bars(loaded), loaded.interval_minutes
 
 
