@@ -134,6 +134,11 @@ class Provenance:
         if self.basis == MEASURED:
             parts = self.per_symbol.get(symbol, {})
             return [parts[p] for p in SEEN_PARTS if p in parts]
+        return self.seen_periods()
+
+    def seen_periods(self) -> list[Span]:
+        """The training and validation periods over all symbols (each the hull of the
+        symbols' own); empty when unknown."""
         return [s for s in (self.train, self.validation) if s is not None]
 
     def summary(self) -> str:
