@@ -88,13 +88,15 @@ def _seen(members: Sequence[Member], symbol: str) -> list[Span] | None:
 def measure_replay(members: Sequence[Member], bars: LoadedBars) -> dict[str, Any]:
     """The overlap of a replay's bars with the members' training and validation periods."""
     frame = bars.frame
-    ts = epoch_ns(frame["ts"])
     codes, names = pd.factorize(frame["symbol"], sort=True)
+    order = np.argsort(codes, kind="stable")  # one pass per symbol over its own rows
+    ts = epoch_ns(frame["ts"])[order]
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     basis = _basis(members)
     symbols: dict[str, dict[str, Any]] = {}
     total = inside_total = 0
     for code, name in enumerate(names):
-        mine = ts[codes == code]
+        mine = ts[bounds[code] : bounds[code + 1]]
         spans = _seen(members, str(name))
         entry: dict[str, Any] = {"bars": len(mine)}
         total += len(mine)
