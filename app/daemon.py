@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from app.commands.run_options import print_result
+from app.overlap import add_to_result
 from app.runners.paper import trading_session
 from engine.session import TradingSession
 from engine.store.database import open_database
@@ -38,6 +39,8 @@ async def serve_session(args: argparse.Namespace, session: TradingSession) -> in
     finally:
         if runner is not None:
             await runner.cleanup()
+    if session.recorder is not None:
+        add_to_result(result, session.recorder.model_data)
     status = session.status
     outcome = "finished" if status.finished else f"stopped (resume with --resume {status.run_id})"
     print(f"{status.mode} session {outcome} after {status.bars_processed} bars")

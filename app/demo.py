@@ -52,7 +52,7 @@ def train_demo_model(bars: LoadedBars, out: Path, epochs: int, seed: int) -> Pat
                     head_hidden=(32,)),
         LabelConfig(),
         TrainConfig(epochs=epochs, batch_size=256, lr=2e-3, patience=2, seed=seed,
-                    max_windows=6000, progress=False, logistic_baseline=False),
+                    max_windows=6000, progress=False),
         interval_minutes=bars.interval_minutes,
         echo=lambda line: print(f"  {line}"),
     )  # fmt: skip

@@ -1,6 +1,8 @@
 """A self-contained HTML report of one run (no scripts, no external assets).
 
-Equity and drawdown are inline SVG; monthly returns come from month-end equity.
+Equity and drawdown are inline SVG; monthly returns come from month-end equity. A run that
+traded a model opens with which data the model saw — a warning box when the run is not
+out-of-sample evidence.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.overlap import describe, is_out_of_sample
 from config.sessions import IST
 from engine.metrics import drawdown_series
 from engine.pipeline import run_config
@@ -62,6 +65,24 @@ def monthly_returns(ts_ns: np.ndarray, equity: np.ndarray, initial: float) -> pd
     return month_end / prev - 1.0
 
 
+def _model_data_section(run: dict[str, Any]) -> str:
+    data = run.get("model_data")
+    if data is None:
+        if "model_hash" in run.get("config", {}):
+            return "<h2>Model data</h2><p>not recorded (stored before runs measured it)</p>"
+        return ""
+    lines = [line for line in describe(data) if not line.startswith("!!!")]
+    body = "<br>".join(html.escape(line) for line in lines)
+    kind = "ok" if is_out_of_sample(data) else "warn"
+    fraction = data.get("in_sample_fraction")
+    shown = "unknown" if fraction is None else f"{fraction:.1%}"
+    return (
+        f'<h2>Model data</h2><p>in-sample fraction <b id="in-sample">{shown}</b> · provenance '
+        f"<b>{html.escape(str(data.get('provenance')))}</b></p>"
+        f'<div class="{kind}" id="model-data">{body}</div>'
+    )
+
+
 def render_report(run: dict[str, Any], ts_ns: np.ndarray, equity: np.ndarray) -> str:
     initial = float(
         run.get("config", {}).get("settings", {}).get("capital", equity[0] if equity.size else 1.0)
@@ -109,11 +130,14 @@ body{{font:14px system-ui,sans-serif;margin:2em;max-width:1000px}}
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ddd;padding:3px 8px;
 text-align:right}}th{{text-align:left;background:#f6f8fa}}.neg{{color:#b31d28}}
 .pos{{color:#22863a}}h2{{margin-top:1.5em}}
+.warn{{border:3px solid #b31d28;background:#ffeef0;padding:.6em;font-weight:600}}
+.ok{{border:1px solid #22863a;padding:.6em}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>mode <b>{html.escape(str(run.get("mode", "")))}</b> · code
 {html.escape(str(run.get("code_version", "")))} · data
 {html.escape(str(run.get("data_fingerprint", "")))} · bars {run.get("bars_processed", "")}</p>
+{_model_data_section(run)}
 <h2>Metrics</h2><table id="metrics">{metrics}</table>
 <h2>Equity</h2>{_svg_line(equity)}
 <h2>Drawdown</h2>{_svg_line(dd, color="#b31d28", invert=True)}
@@ -142,6 +166,8 @@ def write_report_for_result(result: SessionResult, path: Path) -> None:
         "bars_processed": result.bars_processed,
         "code_version": code_version(),
         "data_fingerprint": result.data_fingerprint,
+        "in_sample_fraction": result.extra.get("in_sample_fraction"),
+        "model_data": result.extra.get("model_data"),
     }
     path.write_text(
         render_report(run, np.asarray(pf.curve_ts), np.asarray(pf.curve_equity)),

@@ -3,9 +3,11 @@
 One ``torch.save`` of a dict holding only tensors and plain values (str, int, float, bool,
 lists, dicts), so ``torch.load(weights_only=True)`` reads it — a checkpoint from someone else
 cannot run code on load. Contents: weights, network hyper-parameters, the feature spec hash /
-version / names it was trained on, the scaler, the label and window config, training metrics
-and the code version. A model whose spec hash differs from the running feature calculator's is
-refused with both hashes in the message.
+version / names it was trained on, the scaler, the label and window config, training metrics,
+the code version and the provenance (``models.provenance``: which symbols and periods the model
+was trained, validated and tested on; a file written before provenance existed reads as
+unknown). A model whose spec hash differs from the running feature calculator's is refused with
+both hashes in the message.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from engine.version import code_version
 from models.errors import CheckpointError, SpecMismatchError
 from models.labels import LabelConfig
 from models.network import CLASS_NAMES, IntradayClassifier, ModelConfig
+from models.provenance import UNKNOWN_PROVENANCE, Provenance
 from models.scaler import Scaler
 
 FORMAT = "nse-trader/model"
@@ -93,6 +96,9 @@ class ModelBundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     code_version: str = ""
     source: dict[str, Any] = field(default_factory=dict)
+    #: which data the model saw; not part of ``model_hash`` (it says what was fitted on what,
+    #: not what the network computes)
+    provenance: Provenance = UNKNOWN_PROVENANCE
 
     @property
     def config(self) -> ModelConfig:
@@ -167,6 +173,7 @@ def bundle_to_dict(bundle: ModelBundle) -> dict[str, Any]:
         "code_version": bundle.code_version or code_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": bundle.source,
+        "provenance": bundle.provenance.to_dict(),
     }
 
 
@@ -220,6 +227,10 @@ def bundle_from_dict(raw: dict[str, Any], path: Path) -> ModelBundle:
         )
     data = raw.get("data_config") or {}
     labels = raw.get("label_config")
+    try:
+        provenance = Provenance.from_dict(raw.get("provenance"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: provenance entry is malformed: {exc}") from None
     return ModelBundle(
         model=model,
         scaler=scaler,
@@ -232,6 +243,7 @@ def bundle_from_dict(raw: dict[str, Any], path: Path) -> ModelBundle:
         metrics=dict(raw.get("metrics") or {}),
         code_version=str(raw.get("code_version", "")),
         source=dict(raw.get("source") or {}),
+        provenance=provenance,
     )
 
 

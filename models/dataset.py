@@ -215,11 +215,17 @@ def subsample(ends: np.ndarray, max_windows: int | None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Split:
-    """Time-based train/validation split of window ends, with a purge and a gap."""
+    """Time-based train / validation / test split of window ends, purged and gapped at each cut.
+
+    Validation chooses the checkpoint (early stopping), so it is part of what the model was fitted
+    to; only the test period, scored once at the end, says how the chosen model does on data that
+    played no part in choosing it."""
 
     train: np.ndarray
     val: np.ndarray
+    test: np.ndarray
     cut_ts_ns: int  # first timestamp of the validation period
+    test_cut_ts_ns: int  # first timestamp of the test period
     gap_bars: int
     horizon: int
 
@@ -227,49 +233,75 @@ class Split:
         return {
             "train_windows": len(self.train),
             "val_windows": len(self.val),
-            "cut": str(pd.Timestamp(self.cut_ts_ns, tz="UTC").tz_convert(IST)),
+            "test_windows": len(self.test),
+            "cut": _ist(self.cut_ts_ns),
+            "test_cut": _ist(self.test_cut_ts_ns),
             "gap_bars": self.gap_bars,
             "horizon": self.horizon,
         }
+
+
+def _ist(ts_ns: int) -> str:
+    return str(pd.Timestamp(ts_ns, tz="UTC").tz_convert(IST))
+
+
+def _first_rows_at(table: FeatureTable, cut: int) -> np.ndarray:
+    """Per symbol code, the first row at or after ``cut`` (the symbol's end row if none)."""
+    bounds = np.searchsorted(table.symbol_codes, np.arange(len(table.symbols) + 1))
+    first = np.empty(len(table.symbols), dtype=np.int64)
+    for code in range(len(table.symbols)):
+        lo, hi = int(bounds[code]), int(bounds[code + 1])
+        first[code] = lo + int(np.searchsorted(table.ts_ns[lo:hi], cut))
+    return first
 
 
 def time_split(
     table: FeatureTable,
     ends: np.ndarray,
     horizon: int,
-    train_frac: float = 0.8,
+    train_frac: float = 0.7,
+    val_frac: float = 0.15,
     gap_bars: int | None = None,
 ) -> Split:
-    """Split by timestamp: the first ``train_frac`` of windows (by end time) train.
+    """Split by timestamp into train / validation / test (the rest, ``1 - train - val``).
 
-    Training windows whose label reaches the validation period (``ts[e + horizon] ≥ cut``) are
-    purged, and each symbol's validation windows start ``gap_bars`` (≥ ``horizon``) rows after
-    its first row at or past the cut, so no training label overlaps validation bars.
+    Two cuts, each the same instant for every symbol: the end time below which ``train_frac`` of
+    windows end, and the one below which ``train_frac + val_frac`` do. At each cut the windows
+    before it whose label reaches it (``ts[e + horizon] ≥ cut``) are purged, and each symbol's
+    windows after it start ``gap_bars`` (≥ ``horizon``) rows after its first row at the cut, so
+    no label of one part overlaps the bars of the next. Windows may still *contain* feature rows
+    of the part before (inputs, not labels).
     """
-    if not 0.0 < train_frac < 1.0:
-        raise DatasetError(f"train_frac must be in (0, 1), got {train_frac}")
-    gap = max(horizon, gap_bars if gap_bars is not None else horizon)
-    if len(ends) < 2:
-        raise DatasetError(f"need at least 2 windows to split, have {len(ends)}")
-    end_ts = table.ts_ns[ends]
-    cut = int(np.sort(end_ts)[min(len(ends) - 1, int(train_frac * len(ends)))])
-    n = len(table)
-    target = np.minimum(ends + horizon, n - 1)
-    same_symbol = table.symbol_codes[target] == table.symbol_codes[ends]
-    train = ends[(end_ts < cut) & same_symbol & (table.ts_ns[target] < cut)]
-    first_val_row = np.full(len(table.symbols), n, dtype=np.int64)
-    codes = table.symbol_codes
-    bounds = np.searchsorted(codes, np.arange(len(table.symbols) + 1))
-    for code in range(len(table.symbols)):
-        lo, hi = int(bounds[code]), int(bounds[code + 1])
-        first_val_row[code] = lo + int(np.searchsorted(table.ts_ns[lo:hi], cut))
-    val = ends[(end_ts >= cut) & (ends >= first_val_row[codes[ends]] + gap)]
-    if len(train) == 0 or len(val) == 0:
+    if not (train_frac > 0.0 and val_frac > 0.0 and train_frac + val_frac < 1.0):
         raise DatasetError(
-            f"time split left {len(train)} training and {len(val)} validation windows "
-            f"(of {len(ends)}); need more data or a different train_frac"
+            f"train_frac ({train_frac}) and val_frac ({val_frac}) must be > 0 and leave a test "
+            "period (sum < 1)"
         )
-    return Split(train=train, val=val, cut_ts_ns=cut, gap_bars=gap, horizon=horizon)
+    gap = max(horizon, gap_bars if gap_bars is not None else horizon)
+    if len(ends) < 3:
+        raise DatasetError(f"need at least 3 windows to split, have {len(ends)}")
+    end_ts = table.ts_ns[ends]
+    ordered = np.sort(end_ts)
+    last = len(ends) - 1
+    cut = int(ordered[min(last, int(train_frac * len(ends)))])
+    test_cut = int(ordered[min(last, int((train_frac + val_frac) * len(ends)))])
+    target = np.minimum(ends + horizon, len(table) - 1)
+    label_ts = table.ts_ns[target]
+    same_symbol = table.symbol_codes[target] == table.symbol_codes[ends]
+    codes = table.symbol_codes[ends]
+    after_cut = ends >= _first_rows_at(table, cut)[codes] + gap
+    after_test_cut = ends >= _first_rows_at(table, test_cut)[codes] + gap
+    train = ends[(end_ts < cut) & same_symbol & (label_ts < cut)]
+    val = ends[
+        (end_ts >= cut) & after_cut & (end_ts < test_cut) & same_symbol & (label_ts < test_cut)
+    ]
+    test = ends[(end_ts >= test_cut) & after_test_cut]
+    if len(train) == 0 or len(val) == 0 or len(test) == 0:
+        raise DatasetError(
+            f"time split left {len(train)} training, {len(val)} validation and {len(test)} test "
+            f"windows (of {len(ends)}); need more data or other train_frac / val_frac"
+        )
+    return Split(train, val, test, cut, test_cut, gap, horizon)
 
 
 def covered_rows(n_rows: int, ends: np.ndarray, window: int) -> np.ndarray:

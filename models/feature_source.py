@@ -10,6 +10,7 @@ imported lazily so the model package loads (and its tests run) without it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,12 +84,15 @@ def table_from_bars(
     *,
     session: SessionTimes,
     data: DataSettings | None = None,
+    start: date | None = None,
+    end: date | None = None,
 ) -> tuple[FeatureTable, int]:
     """Load bars (validated, resampled, in the ``session`` hours runs use, read by the ``data``
-    settings) and run the feature calculator on them."""
+    settings; only the days from ``start`` to ``end`` when given) and run the feature
+    calculator on them."""
     from engine.data.loader import load_bars
 
-    loaded = load_bars(list(paths), interval, session=session, data=data)
+    loaded = load_bars(list(paths), interval, start, end, session=session, data=data)
     return table_from_loaded_bars(loaded), loaded.interval_minutes
 
 

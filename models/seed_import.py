@@ -17,6 +17,7 @@ listed by name and shape, and the import is refused unless leftovers are explici
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import re
@@ -40,6 +41,7 @@ from models.checkpoint import (
 )
 from models.errors import SeedImportError, UntrustedPickleError
 from models.network import CLASS_NAMES, POOLINGS, IntradayClassifier, ModelConfig
+from models.provenance import Provenance, unknown
 from models.scaler import Scaler
 
 COMPONENT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -372,10 +374,14 @@ def import_seed(
     spec_hash: str | None = None,
     allow_unmapped: bool = False,
     class_order: tuple[str, ...] = CLASS_NAMES,
+    provenance: Provenance | None = None,
 ) -> tuple[ModelBundle, ImportReport]:
     """Build a model bundle from a seed checkpoint and scaler; refuse on anything unmapped.
 
     ``class_order``: the seed's class names by output index (this package's is SELL, HOLD, BUY).
+    ``provenance``: the data the seed was trained on as the operator states it
+    (``models.provenance.stated``); the checkpoint itself does not say, so without it the
+    model's provenance is unknown — and no backtest of it counts as out-of-sample.
     """
     ckpt_path, scaler_path = Path(ckpt_path), Path(scaler_path)
     scaler = read_sklearn_scaler(scaler_path, trust_pickle)
@@ -426,6 +432,10 @@ def import_seed(
     model.load_state_dict(mapped, strict=True)
     model.eval()
     epoch = raw.get("epoch")
+    if provenance is None:
+        provenance = unknown("seed import: the data the seed was trained on was not stated")
+    if provenance.known and provenance.spec_hash is None:
+        provenance = dataclasses.replace(provenance, spec_hash=spec_hash)
     bundle = ModelBundle(
         model=model,
         scaler=scaler,
@@ -442,6 +452,7 @@ def import_seed(
             "scaler": scaler_path.name,
             "unmapped": [n for n, _ in report.unmapped_source],
         },
+        provenance=provenance,
     )
     return bundle, report
 
@@ -454,8 +465,9 @@ def import_seed_to_file(
     spec_hash: str | None = None,
     allow_unmapped: bool = False,
     class_order: tuple[str, ...] = CLASS_NAMES,
+    provenance: Provenance | None = None,
 ) -> tuple[str, ImportReport]:
     bundle, report = import_seed(
-        ckpt_path, scaler_path, trust_pickle, spec_hash, allow_unmapped, class_order
+        ckpt_path, scaler_path, trust_pickle, spec_hash, allow_unmapped, class_order, provenance
     )
     return save_bundle(bundle, out_path), report

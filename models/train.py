@@ -1,4 +1,4 @@
-"""Training: labels → lazy windows → time split → scaler → AdamW/cosine → early stopping.
+"""Training: labels → lazy windows → time split → scaler → AdamW/cosine → early stopping → test.
 
 Choices that follow the seed: batch 512, AdamW at 1e-4 with cosine annealing over the epoch
 budget, early stopping on validation loss with patience 15, class-weighted cross-entropy for
@@ -6,9 +6,15 @@ the imbalance, checkpoint names ``intraday-epoch=03-val_loss=1.0177-val_accuracy
 Mixed precision (bf16 where the GPU has it, else fp16 with loss scaling) only on CUDA; CPU
 training is fp32 and deterministic for a seed (fixed thread count, seeded shuffles and dropout).
 
+The split is three-way by time: training fits the weights, validation picks the checkpoint
+(early stopping), and the test period — never looked at while training — is scored once, with
+the chosen checkpoint, next to the majority-class and logistic-regression baselines on the same
+windows. Validation numbers flatter the model (they chose it); the test numbers are the ones
+to judge it by.
+
 Every epoch appends a JSON line to ``train_log.jsonl`` with the loss, accuracy, per-class
 accuracy, confusion matrix and the majority-class baseline, so a run can be judged without
-rerunning it.
+rerunning it; the last line holds the test scores and the baselines.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import math
 import resource
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +50,7 @@ from models.errors import DatasetError, ModelError
 from models.labels import LabelConfig, label_distribution, make_labels
 from models.metrics import classification_report, majority_baseline
 from models.network import CLASS_NAMES, IntradayClassifier, ModelConfig, count_parameters
+from models.provenance import measured
 from models.scaler import Scaler, fit_scaler
 
 LOG_NAME = "train_log.jsonl"
@@ -60,7 +68,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto | bf16 | fp16 | off — only ever used on CUDA
-    train_frac: float = 0.8
+    train_frac: float = 0.7
+    val_frac: float = 0.15  # the test period is what is left: 1 - train_frac - val_frac
     gap_bars: int | None = None  # default: the label horizon
     max_windows: int | None = None
     cross_sessions: bool = True
@@ -68,7 +77,6 @@ class TrainConfig:
     save_top_k: int = 3
     num_threads: int | None = None
     progress: bool = True
-    logistic_baseline: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -85,7 +93,7 @@ class TrainResult:
     model_path: Path
     log_path: Path
     model_hash: str
-    best_metrics: dict[str, Any]
+    best_metrics: dict[str, Any]  # the chosen checkpoint's: validation, test and baselines
     history: list[dict[str, Any]] = field(default_factory=list)
     peak_memory_mb: float = 0.0
 
@@ -140,13 +148,15 @@ class PreparedData:
     scaler: Scaler
     train: WindowSet
     val: WindowSet
+    test: WindowSet
     label_report: dict[str, Any]
 
 
 def prepare_data(
     table: FeatureTable, window: int, label_cfg: LabelConfig, cfg: TrainConfig
 ) -> PreparedData:
-    """Label rows, pick window ends, split by time and fit the scaler on training rows only."""
+    """Label rows, pick window ends, split by time (train / validation / test) and fit the
+    scaler on training rows only."""
     if table.close is None:
         raise DatasetError("feature table has no close prices; labels need them")
     labels = make_labels(table.close, table.symbol_codes, table.session_ids, label_cfg)
@@ -157,16 +167,19 @@ def prepare_data(
             f"({len(table.symbols)} symbols); need more bars per symbol"
         )
     ends = subsample(ends, cfg.max_windows)
-    split = time_split(table, ends, label_cfg.horizon, cfg.train_frac, cfg.gap_bars)
+    split = time_split(table, ends, label_cfg.horizon, cfg.train_frac, cfg.val_frac, cfg.gap_bars)
     scaler = fit_scaler(table.values, covered_rows(len(table), split.train, window))
-    train = WindowSet(table, split.train, window, labels, scaler.mean, scaler.scale)
-    val = WindowSet(table, split.val, window, labels, scaler.mean, scaler.scale)
+    train, val, test = (
+        WindowSet(table, part, window, labels, scaler.mean, scaler.scale)
+        for part in (split.train, split.val, split.test)
+    )
     report = {
         "all_rows": label_distribution(labels),
         "train": label_distribution(labels[split.train]),
         "val": label_distribution(labels[split.val]),
+        "test": label_distribution(labels[split.test]),
     }
-    return PreparedData(table, labels, split, scaler, train, val, report)
+    return PreparedData(table, labels, split, scaler, train, val, test, report)
 
 
 def evaluate(
@@ -199,18 +212,76 @@ def evaluate(
 
 def logistic_baseline(
     data: PreparedData, max_train: int = 200_000, seed: int = 0
-) -> dict[str, Any]:
-    """Logistic regression on the scaled last row of each window (same split, same weights)."""
-    try:
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        return {"skipped": "scikit-learn is not installed"}
+) -> dict[str, dict[str, Any]]:
+    """Logistic regression on the scaled last row of each window, fitted on (at most
+    ``max_train``) training windows with balanced class weights, scored on validation and test.
+
+    The bar a network has to clear: what a linear read of the current features already gets."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     train_rows = subsample(data.split.train, max_train)
     x_train = data.scaler.transform(data.table.values[train_rows])
-    x_val = data.scaler.transform(data.table.values[data.split.val])
     clf = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed)
-    clf.fit(x_train, data.labels[train_rows])
-    return classification_report(data.labels[data.split.val], clf.predict(x_val))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(x_train, data.labels[train_rows])
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    out = {}
+    for part, rows in (("validation", data.split.val), ("test", data.split.test)):
+        report = classification_report(
+            data.labels[rows], clf.predict(data.scaler.transform(data.table.values[rows]))
+        )
+        out[part] = {**report, "fitted_on": len(train_rows), "converged": converged}
+    return out
+
+
+def baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Majority class (the most common training label) and logistic regression, each scored on
+    the validation and the test windows: ``{"validation": {...}, "test": {...}}``."""
+    train_labels = data.labels[data.split.train]
+    logistic = logistic_baseline(data, seed=seed)
+    return {
+        part: {
+            "majority": majority_baseline(train_labels, data.labels[rows]),
+            "logistic": logistic[part],
+        }
+        for part, rows in (("validation", data.split.val), ("test", data.split.test))
+    }
+
+
+def format_evaluation(metrics: dict[str, Any]) -> str:
+    """The chosen checkpoint on validation and on test, each next to its baselines, as a table.
+
+    Validation chose the checkpoint, so its row is optimistic; the test rows are the verdict."""
+    head = f"{'':<11}{'':<24}{'windows':>8} {'accuracy':>9} {'balanced':>9}" + "".join(
+        f" {name:>6}" for name in CLASS_NAMES
+    )
+    lines = [head]
+
+    def row(part: str, name: str, report: dict[str, Any]) -> None:
+        per_class = report.get("per_class_accuracy", {})
+        cells = "".join(
+            f" {per_class.get(c):>6.3f}" if per_class.get(c) is not None else f" {'-':>6}"
+            for c in CLASS_NAMES
+        )
+        windows = sum(report.get("support", {}).values())
+        lines.append(
+            f"{part:<11}{name:<24}{windows:>8} {report['accuracy']:>9.3f} "
+            f"{report['balanced_accuracy']:>9.3f}{cells}"
+        )
+
+    chosen = f"model (epoch {metrics['epoch']})"
+    base = metrics.get("baselines", {})
+    for part, key in (("validation", "validation"), ("test", "test")):
+        model = metrics["validation"] if part == "validation" else metrics.get("test")
+        if model is None:
+            continue
+        row(part, chosen, model)
+        if key in base:
+            row(part, f"majority ({base[key]['majority']['class']})", base[key]["majority"])
+            row(part, "logistic regression", base[key]["logistic"])
+    return "\n".join(lines)
 
 
 class _Log:
@@ -276,7 +347,20 @@ def train(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     grad_scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16)
 
-    source = {"kind": "trained", "seed": cfg.seed, "data_fingerprint": table.fingerprint()}
+    fingerprint = table.fingerprint()
+    source = {"kind": "trained", "seed": cfg.seed, "data_fingerprint": fingerprint}
+    provenance = measured(
+        table.ts_ns, table.symbol_codes, table.symbols,
+        {"train": data.split.train, "validation": data.split.val, "test": data.split.test},
+        model_cfg.window, label_cfg.horizon, interval_minutes=interval_minutes,
+        data_fingerprint=fingerprint, spec_hash=table.spec_hash,
+    )  # fmt: skip
+
+    def write(path: Path, metrics: dict[str, Any]) -> None:
+        bundle = _bundle(model, data, label_cfg, cfg, interval_minutes, metrics, source)
+        bundle.provenance = provenance
+        save_bundle(bundle, path)
+
     log = _Log(out / LOG_NAME)
     setup = {
         "event": "setup",
@@ -291,20 +375,23 @@ def train(
         "symbols": len(table.symbols),
         "rows": len(table),
         "split": data.split.describe(),
+        "provenance": provenance.to_dict(),
         "labels": data.label_report,
         "class_weights": dict(zip(CLASS_NAMES, weights.tolist(), strict=True)),
         "majority_baseline": baseline,
     }
     log.write(setup)
     echo(
-        f"train: {len(data.train)} windows, val: {len(data.val)} windows, "
-        f"{setup['parameters']:,} parameters on {device}"
-        + (f" ({setup['amp']})" if autocast else "")
+        f"train: {len(data.train)} windows, val: {len(data.val)} windows, test: "
+        f"{len(data.test)} windows (scored once, at the end), {setup['parameters']:,} "
+        f"parameters on {device}" + (f" ({setup['amp']})" if autocast else "")
     )
+    echo(f"data seen: {provenance.summary()}")
 
     best_loss = math.inf
     best_path: Path | None = None
     best_metrics: dict[str, Any] = {}
+    best_state: dict[str, torch.Tensor] = {}
     kept: list[tuple[float, Path]] = []
     history: list[dict[str, Any]] = []
     stale = 0
@@ -364,8 +451,7 @@ def train(
                 "val_loss": val_loss,
                 "val_accuracy": report["accuracy"],
                 "val_balanced_accuracy": report["balanced_accuracy"],
-                "per_class_accuracy": report["per_class_accuracy"],
-                "confusion_matrix": report["confusion_matrix"],
+                "validation": {**report, "loss": val_loss, "windows": len(data.val)},
                 "majority_baseline": {
                     "class": baseline["class"],
                     "accuracy": baseline["accuracy"],
@@ -373,9 +459,8 @@ def train(
                 "split": data.split.describe(),
                 "labels": data.label_report,
             }
-            save_bundle(
-                _bundle(model, data, label_cfg, cfg, interval_minutes, best_metrics, source), path
-            )
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            write(path, best_metrics)
             best_path = path
             kept.append((val_loss, path))
             kept.sort(key=lambda item: item[0])
@@ -396,18 +481,29 @@ def train(
             break
 
     assert best_path is not None
+    # The checkpoint is chosen; only now is the test period looked at, once, with it.
+    model.load_state_dict(best_state)
+    test_loss, preds, trues = evaluate(model, data.test, criterion, eval_batch, device, autocast)
+    best_metrics["test"] = {
+        **classification_report(trues, preds),
+        "loss": test_loss,
+        "windows": len(data.test),
+    }
+    best_metrics["baselines"] = baselines(data, seed=cfg.seed)
+    write(best_path, best_metrics)  # same weights (same model hash), now with the test scores
     model_path = out / BEST_NAME
     shutil.copyfile(best_path, model_path)
     final: dict[str, Any] = {
         "event": "done",
         "best_checkpoint": best_path,
         "best": {k: best_metrics[k] for k in ("epoch", "val_loss", "val_accuracy")},
+        "test": best_metrics["test"],
+        "baselines": best_metrics["baselines"],
         "epochs_run": len(history),
         "peak_memory_mb": peak_memory_mb(device),
     }
-    if cfg.logistic_baseline:
-        final["logistic_baseline"] = logistic_baseline(data, seed=cfg.seed)
     log.write(final)
+    echo(format_evaluation(best_metrics))
     model_hash = load_bundle(model_path, expected_spec_hash=None).model_hash
     return TrainResult(
         best_path=best_path,

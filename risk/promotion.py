@@ -5,6 +5,13 @@ identified by ``strategy_key``. It may go live only with a stored, approved prom
 exact key, taken on a finished backtest (Sharpe > 1.5, max drawdown < 20%) and paper runs of the
 same key covering ≥ 20 trading days with positive P&L and max drawdown < 20% (all settings).
 Refusals are recorded too, with the same evidence, so the history of attempts is auditable.
+
+Evidence for a model must be out-of-sample: every backtest or paper run that traded a model
+records, when it starts, how much of its period the model was trained or validated on
+(``runs.in_sample_fraction``, measured by the app layer from the model file's provenance).
+A run with any overlap, whose model's provenance is unknown, or that records no measure is
+refused, naming the overlap — unless the operator overrides it with a reason
+(``--allow-in-sample REASON``), which is recorded with the promotion.
 """
 
 from __future__ import annotations
@@ -47,13 +54,63 @@ def _run(engine: Engine, run_id: str) -> Any:
     return run
 
 
+def in_sample_reasons(run: Any) -> list[str]:
+    """Why a stored run is not out-of-sample evidence for the model it traded (none when it is,
+    or when it traded no model): judged on what the run recorded when it started."""
+    if "model_hash" not in json.loads(run.config_json):
+        return []
+    if not run.model_data_json:
+        return [
+            f"run {run.run_id} traded a model but records no measure of the data the model was "
+            "trained on (stored before runs measured it): rerun it"
+        ]
+    data = json.loads(run.model_data_json)
+    models = "; ".join(f"{m['model_hash']}: {m['data_seen']}" for m in data.get("models", []))
+    if data.get("provenance") == "unknown":
+        return [
+            f"run {run.run_id}: the model's provenance is unknown ({models}), so nothing shows "
+            "this evidence is out-of-sample"
+        ]
+    fraction = run.in_sample_fraction
+    if fraction is None:
+        return [
+            f"run {run.run_id}: how much of it the model saw could not be measured "
+            f"({data.get('note', 'no in-sample fraction recorded')})"
+        ]
+    if fraction > 0:
+        named = [
+            f"{symbol} {entry['in_sample_fraction']:.1%} "
+            f"({entry['first_in_sample']} → {entry['last_in_sample']} IST)"
+            for symbol, entry in data.get("symbols", {}).items()
+            if entry.get("in_sample_bars")
+        ]
+        more = f"; … {len(named) - 10} more symbols" if len(named) > 10 else ""
+        overlaps = "; ".join(named[:10]) + more
+        return [
+            f"run {run.run_id} overlaps the model's training or validation data: {fraction:.1%} "
+            f"of its symbol-bars are in-sample — {overlaps} (model {models})"
+        ]
+    return []
+
+
 def evaluate(
-    engine: Engine, backtest_id: str, paper_ids: list[str], rules: PromotionSettings
+    engine: Engine,
+    backtest_id: str,
+    paper_ids: list[str],
+    rules: PromotionSettings,
+    allow_in_sample: str | None = None,
 ) -> GateResult:
-    """Check the gates on stored runs; never raises for a failed gate, only for missing runs."""
+    """Check the gates on stored runs; never raises for a failed gate, only for missing runs
+    (or an override without a reason).
+
+    ``allow_in_sample``: the operator's reason for accepting evidence that is not out-of-sample
+    for its model; the refusals it waives are recorded with it."""
+    if allow_in_sample is not None and not allow_in_sample.strip():
+        raise ValueError("--allow-in-sample needs the operator's reason (a non-empty text)")
     result = GateResult(True)
     fail = result.reasons.append
     backtest = _run(engine, backtest_id)
+    evidence_runs = [backtest]
     key = strategy_key(json.loads(backtest.config_json))
     metrics = json.loads(backtest.metrics_json or "{}")
     result.evidence["strategy_key"] = key
@@ -61,6 +118,7 @@ def evaluate(
         "run_id": backtest.run_id, "mode": backtest.mode, "status": backtest.status,
         "sharpe": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
         "data_fingerprint": backtest.data_fingerprint, "code_version": backtest.code_version,
+        "in_sample_fraction": backtest.in_sample_fraction,
     }  # fmt: skip
     if backtest.mode != "backtest" or backtest.status != "finished":
         fail(
@@ -88,6 +146,7 @@ def evaluate(
         if strategy_key(json.loads(paper.config_json)) != key:
             fail(f"paper run {run_id} traded a different strategy configuration than the backtest")
             continue
+        evidence_runs.append(paper)
         ts, equity = load_equity(engine, run_id)
         if equity.size == 0:
             fail(f"paper run {run_id} has no equity points")
@@ -101,6 +160,7 @@ def evaluate(
                 "run_id": run_id,
                 "days": int(np.unique(local_days(ts)).size),
                 "pnl": float(equity[-1] - capital),
+                "in_sample_fraction": paper.in_sample_fraction,
             }
         )
     drawdown = max((float(drawdown_series(c).max()) for c in curves), default=1.0)
@@ -118,6 +178,15 @@ def evaluate(
         fail(f"paper P&L {pnl:,.2f} is not positive")
     if not drawdown < rules.max_paper_drawdown:
         fail(f"paper max drawdown {drawdown:.1%} is not < {rules.max_paper_drawdown:.0%}")
+    in_sample = [reason for run in evidence_runs for reason in in_sample_reasons(run)]
+    if allow_in_sample is not None:
+        result.evidence["in_sample_override"] = {
+            "reason": allow_in_sample.strip(),
+            "operator": _operator(),
+            "waived": in_sample,
+        }
+    else:
+        result.reasons.extend(in_sample)
     result.evidence["rules"] = rules.model_dump()
     result.approved = not result.reasons
     return result

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.data_options import add_data_options, data_settings
+from app.commands.run_options import iso_date
+from app.errors import UserError
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +35,10 @@ def register(subparsers: Any) -> None:
     )
     tr.add_argument("--interval", default="5minute", help="bar interval for --data (5minute)")
     add_data_options(tr)
+    tr.add_argument(
+        "--start-date", type=iso_date, help="--data: first day to train on (YYYY-MM-DD)"
+    )
+    tr.add_argument("--end-date", type=iso_date, help="--data: last day to train on (YYYY-MM-DD)")
     tr.add_argument("--epochs", type=int, default=100)
     tr.add_argument("--max-windows", type=int, help="subsample to at most N windows")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -74,7 +80,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="labels may look past the session close (default: not)",
     )
-    tr.add_argument("--no-logistic", action="store_true", help="skip the logistic baseline")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=cmd_train)
 
@@ -94,6 +99,24 @@ def register(subparsers: Any) -> None:
         "--allow-unmapped",
         action="store_true",
         help="import even if checkpoint tensors are left over (reported)",
+    )
+    imp.add_argument(
+        "--trained-from",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="first day of the data the seed was trained and validated on (recorded as the "
+        "model's provenance; without it the provenance is unknown and promotion is refused)",
+    )
+    imp.add_argument(
+        "--trained-to",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="last day of the data the seed was trained and validated on",
+    )
+    imp.add_argument(
+        "--symbols",
+        help="with --trained-from/--trained-to: the symbols the seed was trained on, "
+        "comma-separated (default: not stated, so every symbol counts as seen)",
     )
     imp.add_argument(
         "--class-order",
@@ -131,7 +154,6 @@ def _model_configs(args: argparse.Namespace, n_features: int) -> tuple[Any, Any,
         cross_sessions=not args.windows_within_session,
         num_threads=args.threads,
         progress=not args.no_progress,
-        logistic_baseline=not args.no_logistic,
     )
     return model_cfg, label_cfg, train_cfg
 
@@ -142,34 +164,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.train import train
 
     if args.features is not None:
+        if args.start_date or args.end_date:
+            raise UserError("--start-date/--end-date select bars of --data, not of --features")
         table, interval = table_from_features_file(args.features)
     else:
         from config.settings import load_settings
 
         settings = load_settings(**data_settings(args))  # the hours and data rules runs use
         table, interval = table_from_bars(
-            args.data, args.interval, session=settings.session.times, data=settings.data
+            args.data,
+            args.interval,
+            session=settings.session.times,
+            data=settings.data,
+            start=args.start_date,
+            end=args.end_date,
         )
     print(f"features: {len(table)} rows, {len(table.symbols)} symbols, spec {table.spec_hash[:12]}")
     model_cfg, label_cfg, train_cfg = _model_configs(args, table.n_features)
     result = train(table, args.out, model_cfg, label_cfg, train_cfg, interval_minutes=interval)
     labels = result.best_metrics["labels"]
-    print(f"train {format_distribution(labels['train'])}")
-    print(f"val   {format_distribution(labels['val'])}")
+    for part, name in (("train", "train"), ("val", "val  "), ("test", "test ")):
+        print(f"{name} {format_distribution(labels[part])}")
     best = result.best_metrics
+    test = best["test"]
     print(
-        f"best: epoch {best['epoch']} val_loss {best['val_loss']:.4f} "
-        f"val_accuracy {best['val_accuracy']:.4f} (majority baseline "
-        f"{best['majority_baseline']['accuracy']:.4f} {best['majority_baseline']['class']})"
+        f"best: epoch {best['epoch']} (chosen on validation: val_loss {best['val_loss']:.4f}, "
+        f"val_accuracy {best['val_accuracy']:.4f}); test accuracy {test['accuracy']:.4f} vs "
+        f"majority {best['baselines']['test']['majority']['accuracy']:.4f}, logistic "
+        f"{best['baselines']['test']['logistic']['accuracy']:.4f}"
     )
     print(f"model: {result.model_path}  (hash {result.model_hash[:16]})")
     print(f"log: {result.log_path}   peak memory {result.peak_memory_mb:,.0f} MB")
     return 0
 
 
+def stated_provenance(args: argparse.Namespace) -> Any:
+    """``--trained-from/--trained-to/--symbols`` → the stated provenance, or an unknown one when
+    no period is given; half a period or a period that ends before it starts is refused."""
+    from models import provenance
+
+    start, end = args.trained_from, args.trained_to
+    if start is None and end is None:
+        if args.symbols:
+            raise UserError("--symbols states the seed's training symbols: it needs "
+                            "--trained-from and --trained-to")  # fmt: skip
+        return provenance.unknown(
+            "seed import without --trained-from/--trained-to: the data the seed was trained "
+            "and validated on was not stated"
+        )
+    if start is None or end is None:
+        missing = "--trained-from" if start is None else "--trained-to"
+        raise UserError(f"{missing} is needed too: the training period has two ends")
+    if end < start:
+        raise UserError(f"--trained-to {end} is before --trained-from {start}")
+    symbols = None if not args.symbols else args.symbols.split(",")
+    return provenance.stated(start, end, symbols)
+
+
 def cmd_model_import(args: argparse.Namespace) -> int:
     from models.seed_import import import_seed_to_file
 
+    stated = stated_provenance(args)  # checked before any file is read
     model_hash, report = import_seed_to_file(
         args.ckpt,
         args.scaler,
@@ -178,8 +233,10 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         spec_hash=args.spec_hash,
         allow_unmapped=args.allow_unmapped,
         class_order=tuple(n.strip().upper() for n in args.class_order.split(",")),
+        provenance=stated,
     )
     print(report.format())
+    print(f"data seen: {stated.summary()}")
     print(f"model: {args.out}  (hash {model_hash[:16]})")
     return 0
 
@@ -200,6 +257,8 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         "cross_sessions": bundle.cross_sessions,
         "interval_minutes": bundle.interval_minutes,
         "code_version": bundle.code_version,
+        "data_seen": bundle.provenance.summary(),
+        "provenance": bundle.provenance.to_dict(),
         "source": bundle.source,
         "metrics": {k: v for k, v in bundle.metrics.items() if k not in {"labels", "split"}},
     }

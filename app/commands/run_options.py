@@ -127,8 +127,14 @@ def run_and_report(
 
 
 def print_result(args: argparse.Namespace, result: SessionResult) -> None:
-    """What every mode prints and exports at the end: metrics, the model's calls, the run id,
-    and ``--json`` / ``--report`` when asked for (one result shape for every mode)."""
+    """What every mode prints and exports at the end: which data a model saw (a WARNING when
+    the run is not out-of-sample), metrics, the model's calls, the run id, and ``--json`` /
+    ``--report`` when asked for (one result shape for every mode)."""
+    from app.overlap import describe
+
+    model_data = result.extra.get("model_data")
+    if model_data is not None:
+        print("\n".join(describe(model_data)))
     print(format_metrics(result.metrics, result))
     calls = result.extra.get("model_calls")
     if calls:

@@ -68,6 +68,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"bars {run['bars_processed']}  orders {run['orders']}  fills {run['fills']}"
     )
     print("params:", json.dumps(run["config"].get("params", {})))
+    if run["model_data"] is not None:
+        from app.overlap import describe
+
+        print("\n".join(describe(run["model_data"])))
+    elif "model_hash" in run["config"]:
+        print("model data: not recorded (a run stored before runs measured their model's data)")
     for key, value in run["metrics"].items():
         print(f"  {key:<20} {value}")
     print(f"trades: {len(run['trades'])}")
@@ -155,6 +161,12 @@ def register_promotion(sub: Any) -> None:
     promote.add_argument("--to", choices=["live"], required=True)
     promote.add_argument("--backtest", required=True, metavar="RUN_ID")
     promote.add_argument("--paper", action="append", default=[], metavar="RUN_ID")
+    promote.add_argument(
+        "--allow-in-sample",
+        metavar="REASON",
+        help="accept evidence that overlaps the model's training or validation data, or whose "
+        "model has unknown provenance; the reason is recorded with the promotion",
+    )
     promote.add_argument("--db")
     promote.set_defaults(func=cmd_promote)
 
@@ -165,8 +177,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     engine = open_database(args.db)
     rules = load_settings("live").promotion
-    result = evaluate(engine, args.backtest, args.paper, rules)
+    result = evaluate(engine, args.backtest, args.paper, rules, args.allow_in_sample)
     promotion_id = record(engine, result, args.to)
+    override = result.evidence.get("in_sample_override")
+    if override is not None and override["waived"]:
+        print(
+            f"in-sample evidence ACCEPTED by {override['operator']} (--allow-in-sample): "
+            f"{override['reason']}"
+        )
+        for waived in override["waived"]:
+            print(f"  waived: {waived}")
     paper = result.evidence.get("paper", {})
     print(
         f"strategy key {result.evidence['strategy_key'][:12]}: backtest Sharpe "

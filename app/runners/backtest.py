@@ -1,10 +1,12 @@
 """Event-replay backtest: stored bars through the one session, as fast as the bus goes, the
-whole run written in one transaction at the end."""
+whole run written in one transaction at the end. A model strategy's run also records how much
+of its period the model was trained or validated on (``app/overlap.py``)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from app.overlap import add_to_result, measure_run
 from app.wiring import attach_predictor, build_pipeline
 from config.settings import EngineSettings
 from engine.data.loader import LoadedBars
@@ -28,6 +30,9 @@ async def run_backtest(
     (``"ahead"``, the default) or by the online predictor as paper and live do
     (``"bar_by_bar"``); both must give the same run."""
     ahead = attach_predictor(strategy, bars if predictions == "ahead" else None, progress)
+    model_data = measure_run(strategy, bars)
+    if recorder is not None:
+        recorder.model_data = model_data
     bar_progress = _progress_bar(bars) if progress else None
     session = TradingSession(
         ReplaySource(bars),
@@ -43,6 +48,7 @@ async def run_backtest(
             bar_progress.close()
     if ahead is not None:
         result.extra["model_calls"] = ahead.score()
+    add_to_result(result, model_data)
     return result
 
 

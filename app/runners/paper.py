@@ -9,10 +9,12 @@ same data — tests hold it to that, for ``sma_cross`` and for the model strateg
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from app.overlap import measure_run
 from app.wiring import attach_predictor, build_pipeline
 from config.settings import EngineSettings
 from engine.bus import EventBus
@@ -35,7 +37,9 @@ def trading_session(
     warmup: LoadedBars | None = None,
 ) -> TradingSession:
     """A daemon's session (paper, or live when ``broker_factory`` gives Kite's broker):
-    per-bar commits, the online predictor, operator controls between bars."""
+    per-bar commits, the online predictor, operator controls between bars. A model strategy's
+    run records how much of its period the model saw: the replay's bars, or for a live feed
+    everything from now on (``app/overlap.py``)."""
     if isinstance(source, LoadedBars):
         source = ReplaySource(source, speed, batch=1)
     recorder = RunRecorder(db, settings.mode, run_id=resume)
@@ -43,6 +47,8 @@ def trading_session(
     # the run id namespaces a real broker's order tags: "o1" of today's run is not yesterday's
     broker = broker_factory(bus, recorder.run_id) if broker_factory else None
     attach_predictor(strategy)
+    replay = source.bars if isinstance(source, ReplaySource) else None
+    recorder.model_data = measure_run(strategy, replay, start_ns=time.time_ns())
     pipeline = build_pipeline(settings, strategy, bus=bus, broker=broker)
     return TradingSession(
         source, pipeline, recorder, commit=CommitPolicy.PER_BAR, resume=resume, warmup=warmup

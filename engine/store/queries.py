@@ -76,6 +76,8 @@ def load_run(engine: Any, run_id: str) -> dict[str, Any]:
         "metrics": json.loads(run.metrics_json) if run.metrics_json else {},
         "data_quality": json.loads(run.quality_json) if run.quality_json else {},
         "error": run.error,
+        "in_sample_fraction": run.in_sample_fraction,
+        "model_data": json.loads(run.model_data_json) if run.model_data_json else None,
         **counts,
         "trades": [
             trade_dict(

@@ -55,6 +55,9 @@ class RunRecorder:
         self._trades_written = 0
         self._equity_written = 0
         self._peak = -np.inf
+        #: what the app layer measured about a model's training data against this run's
+        #: period (``app/overlap.py``); written with the run's first row
+        self.model_data: dict[str, Any] | None = None
 
     def start(
         self,
@@ -78,6 +81,12 @@ class RunRecorder:
                     spec_hash=spec_hash,
                     model_hash=model_hash,
                     bars_processed=0,
+                    in_sample_fraction=(
+                        None if self.model_data is None else self.model_data["in_sample_fraction"]
+                    ),
+                    model_data_json=(
+                        None if self.model_data is None else json.dumps(self.model_data)
+                    ),
                 )
             )
 

@@ -33,6 +33,11 @@ class RunRow(Base):
     cash: Mapped[float | None] = mapped_column(Float, nullable=True)
     risk_state: Mapped[str | None] = mapped_column(String(10), nullable=True)
     risk_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # a run that trades a model: the share of its symbol-bars inside the model's training or
+    # validation periods (NULL: no model, or not measurable) and the full measure as JSON
+    # (provenance basis, per symbol), written by the app layer when the run starts
+    in_sample_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_data_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 def _run_fk() -> Mapped[str]:

@@ -179,6 +179,8 @@ def test_database_from_an_older_version_gains_new_columns(tmp_path):
     )
     with open_database(str(db)).connect() as conn:
         rows = conn.execute(select(RunRow.run_id, RunRow.cash).order_by(RunRow.created_at)).all()
+        measured = conn.execute(select(RunRow.in_sample_fraction, RunRow.model_data_json)).all()
+    assert measured == [(None, None), (None, None)]  # added in place; sma_cross trades no model
     cash = {r.run_id: r.cash for r in rows}
     assert len(cash) == 2 and cash.pop("old1") is None  # the old run is still there
     assert next(iter(cash.values())) is not None  # the new column is used
@@ -214,3 +216,6 @@ def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys):
     config = json.loads(run.config_json)
     assert run.strategy == "model" and config["model_hash"]
     assert list((tmp_path / "m").glob("intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
+    # the sessions it backtests on are after everything the model saw, and the run says so
+    assert "model data: out-of-sample" in printed and "WARNING" not in printed
+    assert result["in_sample_fraction"] == 0.0 == run.in_sample_fraction

@@ -29,7 +29,6 @@ SMALL = [
     "--threads",
     "1",
     "--no-progress",
-    "--no-logistic",
     "--device",
     "cpu",
 ]
@@ -45,13 +44,27 @@ def test_train_from_bars(nifty_path: Path, tmp_path: Path, capsys: pytest.Captur
     args = parser().parse_args(["train", "--data", str(nifty_path), "--out", str(tmp_path), *SMALL])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "majority baseline" in out and "labels: SELL" in out
+    assert "labels: SELL" in out
+    # validation and test reported apart, each beside both baselines on the same windows
+    rows = [line.split() for line in out.splitlines() if line.startswith(("validation", "test "))]
+    table = [row for row in rows if row[1] != "labels:"]
+    assert [(row[0], row[1]) for row in table] == [
+        ("validation", "model"),
+        ("validation", "majority"),
+        ("validation", "logistic"),
+        ("test", "model"),
+        ("test", "majority"),
+        ("test", "logistic"),
+    ]
+    assert "test accuracy" in out and "data seen: measured: NIFTY 50, 5-minute bars" in out
     bundle = load_bundle(tmp_path / "model.ckpt")  # checked against the running spec
     assert bundle.spec_hash == spec.SPEC_HASH
     assert bundle.feature_names == spec.FEATURE_NAMES
     assert bundle.interval_minutes == 5 and bundle.config.n_features == 89
     setup = json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[0])
-    assert setup["symbols"] == 1 and setup["split"]["train_windows"] > 200
+    assert setup["symbols"] == 1 and setup["split"]["train_windows"] > 150
+    assert setup["split"]["test_windows"] > 30
+    assert bundle.provenance.symbols == ("NIFTY 50",) and bundle.provenance.interval_minutes == 5
     assert list(tmp_path.glob("intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
 
 

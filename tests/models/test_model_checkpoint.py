@@ -104,3 +104,31 @@ def test_unreadable_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
 def _saved(b: ModelBundle, path: Path) -> Path:
     save_bundle(b, path)
     return path
+
+
+def test_provenance_round_trips_and_older_files_read_as_unknown(tmp_path: Path) -> None:
+    from datetime import date
+
+    from models.provenance import STATED, UNKNOWN, stated
+
+    original = bundle()
+    original.provenance = stated(date(2021, 1, 1), date(2024, 12, 31), ["INFY", "TCS"])
+    path = tmp_path / "m.ckpt"
+    save_bundle(original, path)
+    back = load_bundle(path, expected_spec_hash=None).provenance
+    assert back == original.provenance and back.basis == STATED
+    assert back.symbols == ("INFY", "TCS")
+    # a file written before models carried provenance
+    raw = torch.load(path, weights_only=True)
+    del raw["provenance"]
+    old = tmp_path / "old.ckpt"
+    torch.save(raw, old)
+    legacy = load_bundle(old, expected_spec_hash=None)
+    assert legacy.provenance.basis == UNKNOWN and not legacy.provenance.known
+    assert legacy.provenance.summary().startswith("provenance unknown")
+    assert legacy.provenance.seen_spans("INFY") is None
+    assert legacy.model_hash == original.model_hash  # provenance is not what the model computes
+    raw["provenance"] = {"basis": "stated", "train": {"first_ns": 5}}
+    torch.save(raw, old)
+    with pytest.raises(CheckpointError, match="provenance entry is malformed"):
+        load_bundle(old, expected_spec_hash=None)

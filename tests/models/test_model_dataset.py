@@ -108,27 +108,43 @@ def test_future_rows_do_not_change_earlier_windows_or_labels() -> None:
 
 
 def test_time_split_is_by_timestamp_with_purge_and_gap(table: FeatureTable) -> None:
+    """Three parts in time order; at each cut the labels before it stop short of it and the
+    windows after it start gap_bars rows in, the same instant for every symbol."""
     cfg = LabelConfig(horizon=3, mode="fixed", threshold=0.0)
     labels = make_labels(table.close, table.symbol_codes, table.session_ids, cfg)
     ends = window_ends(table, WINDOW, labels=labels)
     assert (labels[ends] != UNLABELED).all()
-    split = time_split(table, ends, horizon=3, train_frac=0.7, gap_bars=5)
+    split = time_split(table, ends, horizon=3, train_frac=0.6, val_frac=0.2, gap_bars=5)
     ts = table.ts_ns
     assert ts[split.train].max() < split.cut_ts_ns <= ts[split.val].min()
+    assert ts[split.val].max() < split.test_cut_ts_ns <= ts[split.test].min()
     assert split.gap_bars == 5
+    assert not set(split.train) & set(split.val) and not set(split.val) & set(split.test)
     for code in range(len(table.symbols)):
-        tr = split.train[table.symbol_codes[split.train] == code]
-        va = split.val[table.symbol_codes[split.val] == code]
-        # the last training label's bar (end + horizon) lies before the cut…
-        assert ts[tr.max() + 3] < split.cut_ts_ns
-        # …and validation starts gap_bars rows after the symbol's first row at/after the cut
-        first_after = np.flatnonzero((table.symbol_codes == code) & (ts >= split.cut_ts_ns))[0]
-        assert va.min() >= first_after + 5
-        assert va.min() - (tr.max() + 3) >= 5
-    # the split is the same time for every symbol (not 70% of each symbol's rows)
-    assert (
-        len({int(ts[split.val[table.symbol_codes[split.val] == c].min()]) for c in range(3)}) == 1
-    )
+        mine = [part[table.symbol_codes[part] == code] for part in (split.train, split.val)]
+        tr, va = mine
+        te = split.test[table.symbol_codes[split.test] == code]
+        for before, after, cut in ((tr, va, split.cut_ts_ns), (va, te, split.test_cut_ts_ns)):
+            # the last label's bar (end + horizon) of the earlier part lies before the cut…
+            assert ts[before.max() + 3] < cut
+            # …and the later part starts gap_bars rows after the symbol's first row at the cut
+            first_after = np.flatnonzero((table.symbol_codes == code) & (ts >= cut))[0]
+            assert after.min() >= first_after + 5
+            assert after.min() - (before.max() + 3) >= 5
+    # the cuts are the same time for every symbol (not a share of each symbol's rows)
+    for part in (split.val, split.test):
+        assert len({int(ts[part[table.symbol_codes[part] == c].min()]) for c in range(3)}) == 1
+    described = split.describe()
+    assert described["test_windows"] == len(split.test) > 0
+    assert described["test_cut"].startswith(str(np.datetime64(split.test_cut_ts_ns, "ns"))[:10])
+
+
+def test_time_split_needs_room_for_a_test_period(table: FeatureTable) -> None:
+    ends = window_ends(table, WINDOW)
+    with pytest.raises(DatasetError, match="leave a test period"):
+        time_split(table, ends, horizon=3, train_frac=0.8, val_frac=0.2)
+    with pytest.raises(DatasetError, match="must be > 0"):
+        time_split(table, ends, horizon=3, train_frac=0.8, val_frac=0.0)
 
 
 def test_gap_is_never_smaller_than_the_horizon(table: FeatureTable) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -215,7 +217,63 @@ def test_cli_model_import(seed: dict, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "mapped 26 tensors" in capsys.readouterr().out
     info = parser.parse_args(["model", "info", str(out)])
     assert info.func(info) == 0
-    assert '"spec_hash": "seed-spec-hash"' in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert '"spec_hash": "seed-spec-hash"' in shown
+    # no training period stated: the provenance is unknown, and says so
+    assert json.loads(shown)["data_seen"].startswith("provenance unknown")
+    stated = tmp_path / "stated.ckpt"
+    period = ["--trained-from", "2021-01-01", "--trained-to", "2024-12-31"]
+    args = parser.parse_args([*base[:-3], str(stated), *base[-2:], "--trust-pickle", *period])
+    assert args.func(args) == 0
+    assert "data seen: stated: all symbols (not stated)" in capsys.readouterr().out
+    info = parser.parse_args(["model", "info", str(stated)])
+    assert info.func(info) == 0
+    prov = json.loads(capsys.readouterr().out)["provenance"]
+    assert prov["basis"] == "stated" and prov["symbols"] is None
+    assert prov["train"]["first"] == "2021-01-01T00:00:00+05:30"
+    assert prov["train"]["last"].startswith("2024-12-31T23:59:59.999")
+    assert prov["spec_hash"] == SPEC
+    assert load_bundle(stated, expected_spec_hash=SPEC).provenance.train is not None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--trained-from", "2024-12-31", "--trained-to", "2021-01-01"],
+         "--trained-to 2021-01-01 is before --trained-from 2024-12-31"),
+        (["--trained-from", "2021-01-01"], "--trained-to is needed too"),
+        (["--trained-to", "2021-01-01"], "--trained-from is needed too"),
+        (["--symbols", "INFY"], "--symbols .* needs --trained-from and --trained-to"),
+    ],
+)  # fmt: skip
+def test_model_import_refuses_a_bad_training_period(
+    seed: dict, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    """Refused before any file is read, with exit status 2 and the flag named."""
+    from app.cli import main
+
+    out = tmp_path / "m.ckpt"
+    code = main(
+        ["model", "import", "--ckpt", str(seed["ckpt"]), "--scaler", str(seed["pkl"]),
+         "--out", str(out), "--trust-pickle", *flags]
+    )  # fmt: skip
+    assert code == 2 and not out.exists()
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("flag", ["--trained-from", "--trained-to"])
+def test_model_import_dates_that_do_not_parse_name_the_flag(
+    seed: dict, tmp_path: Path, capsys: pytest.CaptureFixture, flag: str
+) -> None:
+    from app.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(
+            ["model", "import", "--ckpt", str(seed["ckpt"]), "--scaler", str(seed["pkl"]),
+             "--out", str(tmp_path / "m.ckpt"), flag, "2021-13-01"]
+        )  # fmt: skip
+    assert exc.value.code == 2
+    assert f"argument {flag}: '2021-13-01' is not a date (YYYY-MM-DD)" in capsys.readouterr().err
 
 
 def test_seed_class_order_is_mapped_to_sell_hold_buy(seed: dict) -> None:
