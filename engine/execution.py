@@ -107,5 +107,7 @@ class ExecutionStage:
             intent.reason,
         )
         self._pending.add(order)
+        # publish, then submit: a daemon's session stores the order while it is published, so
+        # no order reaches the broker without its row (engine/session.py, _before_broker)
         await bus.publish(order)
         await self._broker.submit(order)

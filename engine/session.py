@@ -9,41 +9,68 @@ a commit policy — the parts DESIGN.md names, handed in by the app layer:
 | paper | paced replay or Kite bars | wall | simulated | ``PER_BAR`` + fills |
 | live | Kite bars | wall | Kite | ``PER_BAR`` + fills |
 
-(``AT_END``: the whole run in one transaction; ``PER_BAR`` + fills: each bar, and each fill
-that arrives between bars, its own transaction.)
+(``AT_END``: the whole run in one transaction; ``PER_BAR`` + fills: each bar, each fill that
+arrives between bars, and each order before it goes to the broker, its own transaction.)
 
 The middle — features, strategy, risk, execution, portfolio, metrics, the stored rows — is the
 same objects in every mode, so a paper run on a replay at full speed stores exactly what the
 backtest stores; tests hold it to that. The only per-bar difference is the commit policy: a
 backtest delivers bars in a tight loop and writes once at the end, a daemon takes a lock per
 bar (operator controls act between bars), times the decision and commits the bar's rows.
+
+What keeps the database honest (``engine.store.lease``, ``engine.store.retry``):
+
+- a stored session owns its run: it takes the run's lease before anything talks to a broker,
+  renews it by a heartbeat, writes only while it holds it, and stops — writing nothing more —
+  if another process took it over;
+- a daemon's order is committed before the broker sees it, so no order exists at a broker
+  without its row;
+- a daemon whose database refuses a commit for a moment (a locked SQLite file, a PostgreSQL
+  restart) waits with backoff instead of dying, with new entries paused (a stored RiskEvent) and
+  the pause lifted once commits succeed again; bars wait meanwhile, so nothing is decided on
+  state the database has not taken.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import structlog
+from sqlalchemy.exc import DBAPIError
 
 from config.sessions import local_day
 from engine.data.loader import LoadedBars
-from engine.data.replay import ReplayFeed
-from engine.events import BarSlice, BrokerEvent, Fill, OrderUpdate
+from engine.data.replay import ReplayFeed, ReplaySource
+from engine.events import (
+    BarSlice,
+    BrokerEvent,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderUpdate,
+    TradingState,
+)
 from engine.metrics import compute_metrics
 from engine.pipeline import Pipeline, run_config
 from engine.ports import BarSource
 from engine.restore import check_resumable, restore
+from engine.store.lease import LeaseLost
 from engine.store.queries import trade_dict
 from engine.store.recorder import RunRecorder
+from engine.store.retry import StoreUnavailable, describe, is_transient, retry_sync
 
 log = structlog.get_logger()
+
+#: the gate named by the risk events of a pause for an unwritable database
+STORE_GATE = "store"
 
 
 class CommitPolicy(StrEnum):
@@ -144,6 +171,8 @@ class TradingSession:
         self._loop_started: float | None = None
         self._in_bar = False
         self._bar_lock = asyncio.Lock()
+        self._store_lock = asyncio.Lock()  # one commit (and its retries) at a time
+        self._store_pause: str | None = None  # the reason of a pause this session set
 
     @property
     def stored(self) -> RunRecorder:
@@ -156,6 +185,7 @@ class TradingSession:
     async def run(self) -> SessionResult:
         pipe, status = self.pipe, self.status
         resume_after = await self._open()
+        heartbeat = asyncio.create_task(self._heartbeat()) if self.recorder else None
         outcome, error = "failed", None
         try:
             if self.warmup is not None:
@@ -180,16 +210,23 @@ class TradingSession:
             raise
         except BaseException as exc:
             # a crash mid-bar leaves that bar uncommitted: a resume replays it
-            error = str(exc)
+            cause = _store_cause(exc)
+            error = str(cause or exc)
             log.error("session.failed", mode=self.mode, run_id=status.run_id, error=error)
+            if cause is not None and cause is not exc:  # raised in a handler: say it plainly
+                raise type(cause)(str(cause)) from exc
             raise
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
             try:
                 await pipe.broker.stop()
             finally:
                 looped = self._loop_started
                 elapsed = time.perf_counter() - looped if looped is not None else 0.0
                 metrics = self._finish(outcome, error)
+        if self.recorder is not None and self.recorder.lease.lost:
+            raise LeaseLost(self.recorder.lease.lost_reason)  # the heartbeat found a new owner
         return SessionResult(
             status.run_id or None, self.mode, outcome, metrics, trade_dicts(pipe),
             status.bars_processed, status.symbol_bars, pipe.execution.orders,
@@ -241,8 +278,10 @@ class TradingSession:
         async with self._bar_lock:
             started = time.perf_counter()
             self._in_bar = True
-            await self.pipe.bus.publish(bars)
-            self._in_bar = False
+            try:
+                await self.pipe.bus.publish(bars)
+            finally:
+                self._in_bar = False
             status.decision_latency_s.append(time.perf_counter() - started)
             del status.decision_latency_s[:-1000]
             status.bars_processed += 1
@@ -250,7 +289,7 @@ class TradingSession:
             status.last_bar_ts = bars.ts_ns
             if status.clock == "wall":
                 status.feed_lag_s = max(0.0, time.time() - (bars.ts_ns + bars.interval_ns) / 1e9)
-            self._commit_now()
+            await self._store()
 
     # ---- start, resume, finish -----------------------------------------------------------------
     async def _open(self) -> int:
@@ -260,21 +299,15 @@ class TradingSession:
         if recorder is not None:
             config = run_config(self.settings, pipe.host.strategy)
             if self.resume_id:
-                run = check_resumable(
-                    recorder.engine, self.resume_id, self.mode, config, self.source.fingerprint
-                )
-                resume_after = await restore(pipe, recorder, run)
-                status.bars_processed = int(run.bars_processed)
-                log.info(
-                    "session.resume", mode=self.mode, run_id=run.run_id, after_bar=resume_after,
-                    holdings=pipe.portfolio.holdings(), state=str(pipe.state.state),
-                )  # fmt: skip
+                resume_after = await self._resume(recorder, config)
             else:
                 recorder.start(pipe.host.strategy.name, config, self.source.fingerprint)
             recorder.attach(pipe.bus)
             if self.commit is CommitPolicy.PER_BAR:
                 for kind in (Fill, OrderUpdate, BrokerEvent):
                     pipe.bus.subscribe(kind, self._between_bars)
+                # after the recorder has the order: execution submits once this returns
+                pipe.bus.subscribe(Order, self._before_broker)
         if not self.resume_id:
             log.info(
                 "session.start", mode=self.mode, run_id=status.run_id,
@@ -282,6 +315,46 @@ class TradingSession:
                 clock=status.clock, commit=str(self.commit),
             )  # fmt: skip
         return resume_after
+
+    async def _resume(self, recorder: RunRecorder, config: dict[str, object]) -> int:
+        """Take the run over from the database: its lease first (refused, untouched, while
+        another process holds it), then its state; returns the last bar already processed."""
+        pipe, fingerprint = self.pipe, self.source.fingerprint
+        check_resumable(recorder.engine, self.resume_id or "", self.mode, config, fingerprint)
+        recorder.lease.acquire()  # before the restore hands any order to the broker
+        try:
+            # read again under the lease: nobody else writes the run from here on
+            run = check_resumable(recorder.engine, recorder.run_id, self.mode, config, fingerprint)
+            resume_after = await restore(pipe, recorder, run)
+            recorder.resumed()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                recorder.lease.release()
+            raise
+        self.status.bars_processed = int(run.bars_processed)
+        if isinstance(self.source, ReplaySource):
+            self.source.unpaced_through(resume_after)  # re-pace nothing already processed
+        log.info(
+            "session.resume", mode=self.mode, run_id=run.run_id, after_bar=resume_after,
+            holdings=pipe.portfolio.holdings(), state=str(pipe.state.state),
+        )  # fmt: skip
+        return resume_after
+
+    async def _heartbeat(self) -> None:
+        """Renew the run's lease while the session runs, also when no bar comes (nights,
+        weekends); if another process owns the run now, stop at once: the next write would be
+        refused anyway, and a second owner must not trade."""
+        lease = self.stored.lease
+        while True:
+            await asyncio.sleep(lease.heartbeat_interval_s)
+            try:
+                lease.heartbeat()
+            except LeaseLost as exc:
+                log.error("session.lease_lost", mode=self.mode, run_id=lease.run_id, error=str(exc))
+                self.stop.set()
+                return
+            except DBAPIError as exc:  # the lease holds for its timeout: try again next beat
+                log.warning("session.heartbeat_failed", mode=self.mode, error=describe(exc))
 
     def _finish(self, outcome: str, error: str | None) -> dict[str, float]:
         """Metrics, once, from the portfolio's curve; the run's final row and status."""
@@ -294,12 +367,20 @@ class TradingSession:
         )  # fmt: skip
         status.outcome = outcome
         status.finished = outcome == "finished"
-        if self.recorder is not None:
-            try:
-                self.recorder.finish(
+        recorder = self.recorder
+        if recorder is not None and not recorder.lease.lost:  # a new owner writes the run now
+
+            def write() -> None:
+                recorder.finish(
                     status=outcome, portfolio=pf, metrics=metrics, quality=self.source.quality,
                     bars_processed=status.bars_processed, error=error,
                 )  # fmt: skip
+
+            try:
+                if outcome in ("finished", "stopped"):  # worth waiting for the database
+                    retry_sync(write, recorder.lease.retry, f"storing run {recorder.run_id}")
+                else:
+                    write()
             except Exception as exc:
                 if outcome in ("finished", "stopped"):
                     raise
@@ -315,13 +396,27 @@ class TradingSession:
         """A live feed went quiet: the risk monitor decides (no new entries), between bars."""
         async with self._bar_lock:
             await self.pipe.monitor.feed_stale(ts_ns, silent_s)
-            self._commit_now()
+            await self._store()
 
-    def _between_bars(self, _event: object) -> None:
+    def _between_bars(self, _event: object) -> Awaitable[None] | None:
         """A live broker reports fills whenever Kite does; store them at once, not with the
         next bar, so a crash in between cannot lose them."""
-        if not self._in_bar:
-            self._commit_now()
+        return None if self._in_bar else self._store()
+
+    async def _before_broker(self, order: Order) -> None:
+        """An approved order is committed before execution hands it to the broker: no order
+        reaches a broker whose row is not in the database (a crash after this replays nothing
+        of the bar: the order is restored and handed to the broker again, by its id). If the
+        database stays unwritable, the order is never sent, and its row — should the failed
+        run's last write get through — says so."""
+        try:
+            await self._store()
+        except StoreUnavailable:
+            self.stored.on_order_update(
+                OrderUpdate(order.ts_ns, order.seq, order.order_id, order.symbol,
+                            OrderStatus.REJECTED, 0, "not sent: the database refused its row")
+            )  # fmt: skip
+            raise
 
     def _end_of_day(self) -> None:
         pf = self.pipe.portfolio
@@ -331,11 +426,64 @@ class TradingSession:
             state=str(self.pipe.state.state),
         )  # fmt: skip
 
-    def _commit_now(self) -> None:
-        if self.recorder is not None and self.commit is CommitPolicy.PER_BAR:
-            self.recorder.commit_bar(
-                self.pipe.portfolio, self.status.bars_processed, self.pipe.state
-            )
+    async def _store(self) -> None:
+        """Commit what the session has buffered (``PER_BAR``), as of the bar in hand.
+
+        A transient failure (``engine.store.retry.is_transient``) is retried with backoff for
+        the recorder's retry budget — then ``StoreUnavailable`` fails the session. Meanwhile
+        new entries are paused (REDUCING, a risk event with the database's error) and the bar
+        loop waits; once a commit succeeds the pause this set is lifted (and that stored too).
+        A stop request does not cut the wait short: what is buffered may be a live fill."""
+        recorder = self.recorder
+        if recorder is None or self.commit is not CommitPolicy.PER_BAR:
+            return
+        if not recorder.lease.held and not recorder.lease.lost:
+            return  # the run is not stored yet (its first write takes this along) or is done
+        async with self._store_lock:
+            delays: Iterator[float] | None = None
+            while True:
+                # mid-bar (an order on its way to the broker) the bar in hand counts as
+                # processed: a restart must not decide it again next to the stored order
+                done = self.status.bars_processed + (1 if self._in_bar else 0)
+                try:
+                    recorder.commit_bar(self.pipe.portfolio, done, self.pipe.state)
+                except DBAPIError as exc:
+                    if not is_transient(exc):
+                        raise
+                    if delays is None:
+                        delays = recorder.lease.retry.delays()
+                        await self._pause_entries(describe(exc))
+                    delay = next(delays, None)
+                    if delay is None:
+                        raise StoreUnavailable(
+                            f"run {recorder.run_id}: the database refused writes for "
+                            f"{recorder.lease.retry.budget_s:g}s ({describe(exc)})"
+                        ) from exc
+                    log.warning(
+                        "session.store_retry", mode=self.mode, error=describe(exc),
+                        wait_s=round(delay, 3),
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+                    continue
+                if self._store_pause is None:
+                    return
+                await self._lift_pause()  # and one more pass stores the lift
+
+    async def _pause_entries(self, error: str) -> None:
+        reason = f"database not writable ({error}): no new entries until it is"
+        ts = self.pipe.portfolio.ts_ns or self.status.last_bar_ts
+        log.warning("session.store_paused", mode=self.mode, error=error)
+        if await self.pipe.state.tighten(TradingState.REDUCING, ts, STORE_GATE, reason):
+            self._store_pause = reason
+
+    async def _lift_pause(self) -> None:
+        """Back to ACTIVE — unless something else tightened the state meanwhile."""
+        reason, self._store_pause = self._store_pause, None
+        state = self.pipe.state
+        log.info("session.store_resumed", mode=self.mode)
+        if state.state is TradingState.REDUCING and state.reason == reason:
+            ts = self.pipe.portfolio.ts_ns or self.status.last_bar_ts
+            await state.resume(ts, STORE_GATE, "database writable again")
 
     def request_stop(self) -> None:
         self.stop.set()
@@ -350,12 +498,12 @@ class TradingSession:
         """HALTED + cancel + flatten everything; only ``resume`` lifts it."""
         async with self._bar_lock:
             await self.pipe.monitor.kill_switch(self._now_ns(), who)
-            self._commit_now()
+            await self._store()
 
     async def resume_trading(self, who: str) -> None:
         async with self._bar_lock:
             await self.pipe.state.resume(self._now_ns(), who, f"operator resume by {who}")
-            self._commit_now()
+            await self._store()
 
     async def flatten(self, symbol: str, who: str) -> bool:
         """Close one symbol's position; False if nothing is held in it."""
@@ -364,8 +512,19 @@ class TradingSession:
                 return False
             reason = f"flatten {symbol} by {who}"
             await self.pipe.monitor.flatten(self._now_ns(), reason, only=symbol)
-            self._commit_now()
+            await self._store()
             return True
+
+
+def _store_cause(exc: BaseException) -> BaseException | None:
+    """The lost lease or unwritable database behind ``exc`` (often wrapped in a bus
+    ``HandlerError`` when it struck while an order was being stored), if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, LeaseLost | StoreUnavailable):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def trade_dicts(pipe: Pipeline) -> list[dict[str, Any]]:

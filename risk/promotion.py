@@ -29,7 +29,7 @@ from sqlalchemy import Engine, insert, select
 from config.sessions import local_days
 from config.settings import PromotionSettings
 from engine.metrics import drawdown_series
-from engine.store.queries import load_equity
+from engine.store.queries import load_equity, run_lease, runs_query
 from engine.store.schema import PromotionRow, RunRow
 
 
@@ -46,12 +46,19 @@ class GateResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def _run(engine: Engine, run_id: str) -> Any:
+#: what a paper run may be to count as evidence: still running (under a live lease), stopped
+#: by its operator, or through its data. Not failed, interrupted, or stale (killed: its last
+#: bars may never have been written)
+PAPER_EVIDENCE = frozenset({"running", "stopped", "finished"})
+
+
+def _run(engine: Engine, run_id: str) -> tuple[Any, str]:
+    """The stored run and its status as every reader sees it (``stale`` included)."""
     with engine.connect() as conn:
-        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).first()
+        run = conn.execute(runs_query(conn).where(RunRow.run_id == run_id)).first()
     if run is None:
         raise ValueError(f"no run {run_id!r} in {engine.url}")
-    return run
+    return run, run_lease(run).effective_status
 
 
 def in_sample_reasons(run: Any) -> list[str]:
@@ -109,20 +116,20 @@ def evaluate(
         raise ValueError("--allow-in-sample needs the operator's reason (a non-empty text)")
     result = GateResult(True)
     fail = result.reasons.append
-    backtest = _run(engine, backtest_id)
+    backtest, backtest_status = _run(engine, backtest_id)
     evidence_runs = [backtest]
     key = strategy_key(json.loads(backtest.config_json))
     metrics = json.loads(backtest.metrics_json or "{}")
     result.evidence["strategy_key"] = key
     result.evidence["backtest"] = {
-        "run_id": backtest.run_id, "mode": backtest.mode, "status": backtest.status,
+        "run_id": backtest.run_id, "mode": backtest.mode, "status": backtest_status,
         "sharpe": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
         "data_fingerprint": backtest.data_fingerprint, "code_version": backtest.code_version,
         "in_sample_fraction": backtest.in_sample_fraction,
     }  # fmt: skip
-    if backtest.mode != "backtest" or backtest.status != "finished":
+    if backtest.mode != "backtest" or backtest_status != "finished":
         fail(
-            f"run {backtest.run_id} is not a finished backtest ({backtest.mode}, {backtest.status})"
+            f"run {backtest.run_id} is not a finished backtest ({backtest.mode}, {backtest_status})"
         )
     if not (metrics.get("sharpe", -np.inf) > rules.min_backtest_sharpe):
         fail(
@@ -139,9 +146,15 @@ def evaluate(
     curves: list[np.ndarray] = []
     papers = []
     for run_id in paper_ids:
-        paper = _run(engine, run_id)
+        paper, paper_status = _run(engine, run_id)
         if paper.mode != "paper":
             fail(f"run {run_id} is a {paper.mode} run, not paper")
+            continue
+        if paper_status not in PAPER_EVIDENCE:
+            fail(
+                f"paper run {run_id} is {paper_status}; only "
+                f"{', '.join(sorted(PAPER_EVIDENCE))} paper runs count"
+            )
             continue
         if strategy_key(json.loads(paper.config_json)) != key:
             fail(f"paper run {run_id} traded a different strategy configuration than the backtest")

@@ -32,3 +32,21 @@ def _root_logging_stays_per_test() -> Iterator[None]:
     for handler in [h for h in root.handlers if isinstance(h, RootHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """One real PostgreSQL server for the session (see tests/support/postgres.py)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("pg") / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, then a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'run.db'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from engine.store.database import open_database
-from engine.store.queries import load_run
+from engine.store.queries import load_run, run_lease, runs_query
 from engine.store.schema import RunRow
 
 
@@ -31,10 +29,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Newest first. The status is the stored one, except ``stale``: a run stored as running
+    whose owner stopped renewing its lease (killed) — resumable, never promotion evidence."""
     engine = open_database(args.db)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(RunRow).order_by(RunRow.created_at.desc()).limit(args.limit)
+            runs_query(conn).order_by(RunRow.created_at.desc()).limit(args.limit)
         ).all()
     if not rows:
         print("no runs stored")
@@ -47,8 +47,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         m = json.loads(r.metrics_json) if r.metrics_json else {}
         ret = f"{m['total_return']:.2%}" if "total_return" in m else "-"
         sharpe = f"{m['sharpe']:.2f}" if isinstance(m.get("sharpe"), float) else "-"
+        status = run_lease(r).effective_status
         print(
-            f"{r.run_id:<13} {r.mode:<8} {r.strategy:<12} {r.status:<9} "
+            f"{r.run_id:<13} {r.mode:<8} {r.strategy:<12} {status:<9} "
             f"{r.bars_processed:>9} {ret:>8} {sharpe:>7}  {r.created_at[:19]}"
         )
     return 0
@@ -63,6 +64,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"run {run['run_id']}  mode={run['mode']}  strategy={run['strategy']}  "
         f"status={run['status']}"
     )
+    lease = run["lease"]
+    if run["status"] in ("running", "stale") and lease["pid"] is not None:
+        held = "held by" if lease["state"] == "held" else f"{lease['state']}; last held by"
+        print(
+            f"lease {held} pid {lease['pid']} on {lease['host']} since {lease['acquired_at']}, "
+            f"last heartbeat {lease['heartbeat_age_s']}s ago (timeout {lease['timeout_s']}s)"
+        )
     print(
         f"code {run['code_version']}  data {run['data_fingerprint']}  "
         f"bars {run['bars_processed']}  orders {run['orders']}  fills {run['fills']}"

@@ -13,6 +13,7 @@ from app.commands.run_options import (
     prepare_run,
     run_and_report,
 )
+from app.daemon import add_store_options
 from app.errors import UserError
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def register(sub: Any) -> None:
     paper.add_argument("--seed", type=int, default=7, help="synthetic feed: seed")
     add_data_options(paper)
     add_run_options(paper)
+    add_store_options(paper)
     paper.set_defaults(func=cmd_paper, mode="paper")
 
     live = sub.add_parser("live", help="LIVE trading through Kite (needs a promotion)")
@@ -71,6 +73,7 @@ def register(sub: Any) -> None:
     live.add_argument("--host", default="127.0.0.1")
     live.add_argument("--port", type=int, default=0)
     add_run_options(live)
+    add_store_options(live)
     live.set_defaults(func=cmd_live, mode="live")
 
 
@@ -107,7 +110,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
 def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
     """Paper trading on live Kite prices: Kite's feed, the simulated broker, NSE sessions."""
-    from app.daemon import serve_session
+    from app.daemon import serve_session, store_options
     from app.runners.live import kite_source
     from app.runners.paper import trading_session
     from brokers.kite.auth import load_credentials
@@ -127,15 +130,16 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
             settings, kite, credentials, symbols, calendar=NseCalendar(settings.session)
         )
         session = trading_session(
-            source, strategy, settings, open_database(args.db), resume=args.resume, warmup=warmup
-        )
+            source, strategy, settings, open_database(args.db), resume=args.resume,
+            warmup=warmup, **store_options(args),
+        )  # fmt: skip
         return await serve_session(args, session)
 
     return asyncio.run(go())
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from app.daemon import serve_session
+    from app.daemon import serve_session, store_options
     from app.runners.live import live_session
     from app.wiring import attach_predictor
     from brokers.kite.auth import load_credentials
@@ -160,7 +164,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         warmup = await _warmup_history(args, settings, kite, credentials, symbols)
         session = await live_session(
             settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
-            calendar=NseCalendar(settings.session), warmup=warmup,
+            calendar=NseCalendar(settings.session), warmup=warmup, **store_options(args),
         )  # fmt: skip
         return await serve_session(args, session)
 

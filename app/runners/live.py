@@ -27,6 +27,8 @@ from engine.bus import EventBus
 from engine.data.loader import LoadedBars, load_bars
 from engine.ports import Strategy
 from engine.session import TradingSession
+from engine.store.lease import DEFAULT_LEASE_TIMEOUT_S
+from engine.store.retry import DEFAULT_STORE_WAIT_S
 
 
 async def instrument_tokens(
@@ -119,8 +121,11 @@ async def live_session(
     flush_interval_s: float | None = 1.0,
     calendar: NseCalendar | None = None,
     warmup: LoadedBars | None = None,
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+    store_wait_s: float = DEFAULT_STORE_WAIT_S,
 ) -> TradingSession:
-    """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion."""
+    """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion. The lease
+    and store options are ``trading_session``'s."""
     source = await kite_source(
         settings, kite, credentials, symbols, calendar=calendar,
         flush_interval_s=flush_interval_s,
@@ -134,5 +139,6 @@ async def live_session(
         )  # fmt: skip
 
     return trading_session(
-        source, strategy, settings, db, resume=resume, broker_factory=broker, warmup=warmup
-    )
+        source, strategy, settings, db, resume=resume, broker_factory=broker, warmup=warmup,
+        lease_timeout_s=lease_timeout_s, store_wait_s=store_wait_s,
+    )  # fmt: skip

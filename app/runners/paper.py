@@ -22,7 +22,9 @@ from engine.data.loader import LoadedBars
 from engine.data.replay import ReplaySource
 from engine.ports import BarSource, Broker, Strategy
 from engine.session import CommitPolicy, TradingSession
+from engine.store.lease import DEFAULT_LEASE_TIMEOUT_S
 from engine.store.recorder import RunRecorder
+from engine.store.retry import DEFAULT_STORE_WAIT_S, RetryPolicy
 
 
 def trading_session(
@@ -35,14 +37,23 @@ def trading_session(
     resume: str | None = None,
     broker_factory: Callable[[EventBus, str], Broker] | None = None,
     warmup: LoadedBars | None = None,
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+    store_wait_s: float = DEFAULT_STORE_WAIT_S,
 ) -> TradingSession:
     """A daemon's session (paper, or live when ``broker_factory`` gives Kite's broker):
     per-bar commits, the online predictor, operator controls between bars. A model strategy's
     run records how much of its period the model saw: the replay's bars, or for a live feed
-    everything from now on (``app/overlap.py``)."""
+    everything from now on (``app/overlap.py``).
+
+    ``lease_timeout_s``: after how long without a heartbeat another process may take the run
+    over (a kill -9); ``store_wait_s``: how long a refused commit is retried, entries paused,
+    before the session gives up."""
     if isinstance(source, LoadedBars):
         source = ReplaySource(source, speed, batch=1)
-    recorder = RunRecorder(db, settings.mode, run_id=resume)
+    recorder = RunRecorder(
+        db, settings.mode, run_id=resume, lease_timeout_s=lease_timeout_s,
+        retry=RetryPolicy(budget_s=store_wait_s),
+    )  # fmt: skip
     bus = EventBus()
     # the run id namespaces a real broker's order tags: "o1" of today's run is not yesterday's
     broker = broker_factory(bus, recorder.run_id) if broker_factory else None

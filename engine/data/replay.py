@@ -120,7 +120,9 @@ class ReplaySource:
     when it would be known live: at its bar's end), or as fast as possible (``speed=None``).
 
     ``batch`` slices go out together when unpaced: large for a backtest, 1 for a paper daemon
-    whose operator controls must act between any two bars."""
+    whose operator controls must act between any two bars. A resumed run's bars up to its last
+    processed one (``unpaced_through``) go out at once: they only rebuild state, and pacing
+    them again would make a resume at 1x wait hours before its first new bar."""
 
     finite = True
     on_stale: Callable[[int, float], Awaitable[None]] | None = None  # stored bars never go quiet
@@ -136,6 +138,12 @@ class ReplaySource:
         self.interval_minutes = bars.interval_minutes
         self.quality = bars.quality.as_dict()
         self.n_symbol_bars = 0  # known once the replay's matrix is built
+        self._unpaced_through = -(1 << 62)
+
+    def unpaced_through(self, ts_ns: int) -> None:
+        """Hand out the slices stamped ``<= ts_ns`` without pacing; pace from the next one, as
+        if it were the first (a resume: those bars were processed before the restart)."""
+        self._unpaced_through = ts_ns
 
     async def batches(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
@@ -154,10 +162,16 @@ class ReplaySource:
                 await asyncio.sleep(0)
             return
         first_known: int | None = None
-        wall0 = time.monotonic()
+        wall0 = 0.0
         for bars in slices:
+            if bars.ts_ns <= self._unpaced_through:
+                if stop.is_set():
+                    return
+                yield (bars,)
+                continue
             known = bars.ts_ns + bars.interval_ns
-            first_known = known if first_known is None else first_known
+            if first_known is None:
+                first_known, wall0 = known, time.monotonic()
             delay = wall0 + (known - first_known) / 1e9 / self.speed - time.monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from engine.store.schema import Base
 
@@ -23,8 +23,10 @@ def database_url(value: str | None) -> str:
 
 def open_database(url: str | None) -> Engine:
     url = database_url(url)
+    # a server may drop idle connections (restart, failover): test each one before use
+    options: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, **options)
     except Exception as exc:  # a bad URL must read as a settings error, not a traceback
         raise ValueError(f"--db {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
@@ -42,9 +44,10 @@ def open_database(url: str | None) -> Engine:
             Base.metadata.create_all(engine)
             add_missing_columns(engine)
             break
-        except OperationalError:
-            # another process (the daemon, a `trader runs` reader) created a table between our
-            # existence check and our CREATE; look again
+        except (OperationalError, ProgrammingError, IntegrityError):
+            # another process (the daemon, a `trader runs` reader) created a table or added a
+            # column between our existence check and our DDL (SQLite: "already exists";
+            # PostgreSQL: that, or a duplicate catalog row); look again
             if attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))

@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
 from engine.events import ts_to_ist
+from engine.store.lease import LeaseView, db_now
 from engine.store.schema import EquityRow, FillRow, OrderRow, RiskEventRow, RunRow, TradeRow
 
 
@@ -45,11 +46,24 @@ def risk_event_dict(e: Any) -> dict[str, Any]:
     }
 
 
+def runs_query(conn: Connection) -> Select[RunRow, float]:
+    """Runs with the database's clock beside them (``now``): what ``run_lease`` needs to tell a
+    running run from a stale one."""
+    return select(RunRow, db_now(conn).label("now"))
+
+
+def run_lease(row: Any) -> LeaseView:
+    """The lease of a row read through ``runs_query``; its ``effective_status`` is the status
+    every reader shows (``stale`` for a ``running`` run that nobody runs)."""
+    return LeaseView.from_row(row.run_id, row, row.now)
+
+
 def load_run(engine: Any, run_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).first()
+        run = conn.execute(runs_query(conn).where(RunRow.run_id == run_id)).first()
         if run is None:
             raise ValueError(f"no run {run_id!r} in {engine.url}")
+        lease = run_lease(run)
         counts = {
             name: conn.execute(
                 select(func.count()).select_from(table).where(table.run_id == run_id)
@@ -66,7 +80,8 @@ def load_run(engine: Any, run_id: str) -> dict[str, Any]:
         "run_id": run.run_id,
         "mode": run.mode,
         "strategy": run.strategy,
-        "status": run.status,
+        "status": lease.effective_status,
+        "lease": lease.as_dict(),
         "created_at": run.created_at,
         "finished_at": run.finished_at,
         "code_version": run.code_version,

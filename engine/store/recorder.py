@@ -1,7 +1,8 @@
 """Writes a run to the database: its orders, fills, risk events, trades and equity curve.
 
-Rows are buffered from bus events and written with ``flush`` in one transaction, so a run's rows
-appear together or not at all (the backtest flushes once at the end; the daemon per bar).
+Rows are buffered from bus events and written in one transaction, so a run's rows appear
+together or not at all (the backtest writes once at the end; the daemon per bar, and before each
+order goes to the broker). Every write is conditional on this process owning the run.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, delete, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, update
 
 from config.redact import scrub
 from engine.bus import EventBus
 from engine.events import Fill, Order, OrderUpdate, RiskEvent
 from engine.portfolio import Portfolio
+from engine.store.lease import DEFAULT_LEASE_TIMEOUT_S, RunLease
+from engine.store.retry import RetryPolicy, retry_sync
 from engine.store.schema import (
     Base,
     FillRow,
@@ -42,10 +46,25 @@ def _now() -> str:
 
 
 class RunRecorder:
-    def __init__(self, engine: Engine, mode: str, run_id: str | None = None) -> None:
+    """Buffers a run's events and writes them, under the run's lease (``engine.store.lease``).
+
+    ``lease_timeout_s``: how long this process may go without a heartbeat before another may
+    take the run over; ``retry``: how long writes outside the bar loop (the new run's row, the
+    lease, the final status) wait out a locked or unreachable database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        mode: str,
+        run_id: str | None = None,
+        *,
+        lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.engine = engine
         self.mode = mode
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.lease = RunLease(engine, self.run_id, lease_timeout_s, retry)
         self._orders: dict[str, dict[str, Any]] = {}
         self._new_orders: list[str] = []
         self._status: dict[str, tuple[str, str]] = {}
@@ -67,28 +86,37 @@ class RunRecorder:
         spec_hash: str | None = None,
         model_hash: str | None = None,
     ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(RunRow).values(
-                    run_id=self.run_id,
-                    mode=self.mode,
-                    strategy=strategy,
-                    status="running",
-                    created_at=_now(),
-                    config_json=json.dumps(config, sort_keys=True, default=str),
-                    code_version=code_version(),
-                    data_fingerprint=data_fingerprint,
-                    spec_hash=spec_hash,
-                    model_hash=model_hash,
-                    bars_processed=0,
-                    in_sample_fraction=(
-                        None if self.model_data is None else self.model_data["in_sample_fraction"]
-                    ),
-                    model_data_json=(
-                        None if self.model_data is None else json.dumps(self.model_data)
-                    ),
+        """Store a new run, owned by this process from its first row."""
+
+        def insert_run() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(RunRow).values(
+                        run_id=self.run_id,
+                        mode=self.mode,
+                        strategy=strategy,
+                        status="running",
+                        created_at=_now(),
+                        config_json=json.dumps(config, sort_keys=True, default=str),
+                        code_version=code_version(),
+                        data_fingerprint=data_fingerprint,
+                        spec_hash=spec_hash,
+                        model_hash=model_hash,
+                        bars_processed=0,
+                        in_sample_fraction=(
+                            None
+                            if self.model_data is None
+                            else self.model_data["in_sample_fraction"]
+                        ),
+                        model_data_json=(
+                            None if self.model_data is None else json.dumps(self.model_data)
+                        ),
+                        **self.lease.claim_values(conn),
+                    )
                 )
-            )
+
+        retry_sync(insert_run, self.lease.retry, f"storing run {self.run_id}")
+        self.lease.held = True
 
     def resume_counts(self, trades: int, equity_points: int, peak: float) -> None:
         """A resumed run: what is already written must not be written again."""
@@ -168,11 +196,15 @@ class RunRecorder:
         )
 
     # ---- writing -----------------------------------------------------------------------------
-    def flush(self, conn: Any) -> None:
-        """Write buffered events on an open connection (the caller owns the transaction)."""
-        if self._new_orders:
+    # Buffers are marked written only after the transaction commits: a commit that fails (a
+    # locked file, a dropped connection) leaves every row buffered for the retry to write.
+    def _write(self, conn: Connection, portfolio: Portfolio) -> Callable[[], None]:
+        """Write everything buffered on an open connection (the caller owns the transaction);
+        returns what marks it written, to call once the transaction has committed."""
+        new_orders, statuses = len(self._new_orders), list(self._status)
+        fills, risk = len(self._fills), len(self._risk)
+        if new_orders:
             conn.execute(insert(OrderRow), [self._orders[i] for i in self._new_orders])
-            self._new_orders = []
         for order_id, (status, reason) in self._status.items():
             values: dict[str, Any] = {"status": status}
             if reason:
@@ -182,16 +214,23 @@ class RunRecorder:
                 .where(OrderRow.run_id == self.run_id, OrderRow.order_id == order_id)
                 .values(**values)
             )
-        self._status = {}
-        if self._fills:
+        if fills:
             conn.execute(insert(FillRow), self._fills)
-            self._fills = []
-        if self._risk:
+        if risk:
             conn.execute(insert(RiskEventRow), self._risk)
-            self._risk = []
+        progress = self._write_progress(conn, portfolio)
 
-    def _write_progress(self, conn: Any, portfolio: Portfolio) -> None:
-        """Closed trades and equity points not yet written (so a paper run writes each once)."""
+        def written() -> None:
+            del self._new_orders[:new_orders], self._fills[:fills], self._risk[:risk]
+            for order_id in statuses:
+                self._status.pop(order_id, None)
+            self._trades_written, self._equity_written, self._peak = progress
+
+        return written
+
+    def _write_progress(self, conn: Any, portfolio: Portfolio) -> tuple[int, int, float]:
+        """Closed trades and equity points not yet written (so a paper run writes each once);
+        returns the counts and the drawdown peak once they are."""
         trades = portfolio.trades[self._trades_written :]
         if trades:
             conn.execute(
@@ -206,14 +245,13 @@ class RunRecorder:
                     for t in trades
                 ],
             )  # fmt: skip
-            self._trades_written += len(trades)
+        trades_written = self._trades_written + len(trades)
         start = self._equity_written
         equity = portfolio.curve_equity[start:]
         if not equity:
-            return
+            return trades_written, start, self._peak
         curve = np.asarray(equity)
         peak = np.maximum.accumulate(np.concatenate([[self._peak], curve]))[1:]
-        self._peak = float(peak[-1])
         conn.execute(
             EQUITY_TABLE.insert(),
             [
@@ -224,14 +262,18 @@ class RunRecorder:
                 )
             ],
         )  # fmt: skip
-        self._equity_written += len(equity)
+        return trades_written, start + len(equity), float(peak[-1])
 
     def commit_bar(self, portfolio: Portfolio, bars_processed: int, state: Any) -> None:
         """One transaction per bar for paper/live: everything the bar caused, the equity point,
-        positions and the account — the state a restart resumes from."""
+        positions and the account — the state a restart resumes from. Written only while this
+        process owns the run (``LeaseLost`` otherwise, and nothing is written)."""
         with self.engine.begin() as conn:
-            self.flush(conn)
-            self._write_progress(conn, portfolio)
+            self.lease.guard(
+                conn, bars_processed=bars_processed, last_bar_ts=portfolio.ts_ns,
+                cash=portfolio.cash, risk_state=str(state.state), risk_reason=state.reason,
+            )  # fmt: skip
+            written = self._write(conn, portfolio)
             conn.execute(delete(PositionRow).where(PositionRow.run_id == self.run_id))
             holdings = portfolio.holdings()
             if holdings:
@@ -246,17 +288,12 @@ class RunRecorder:
                         for symbol, qty in sorted(holdings.items())
                     ],
                 )  # fmt: skip
-            conn.execute(
-                update(RunRow)
-                .where(RunRow.run_id == self.run_id)
-                .values(
-                    bars_processed=bars_processed,
-                    last_bar_ts=portfolio.ts_ns,
-                    cash=portfolio.cash,
-                    risk_state=str(state.state),
-                    risk_reason=state.reason,
-                )
-            )
+        written()
+
+    def resumed(self) -> None:
+        """A restored run is running again, under this process's lease."""
+        with self.engine.begin() as conn:
+            self.lease.guard(conn, status="running", finished_at=None, error=None)
 
     def finish(
         self,
@@ -268,19 +305,18 @@ class RunRecorder:
         bars_processed: int,
         error: str | None = None,
     ) -> None:
+        """The run's last rows and final status, and the lease released, in one transaction."""
         with self.engine.begin() as conn:
-            self.flush(conn)
-            self._write_progress(conn, portfolio)
-            conn.execute(
-                update(RunRow)
-                .where(RunRow.run_id == self.run_id)
-                .values(
-                    status=status, finished_at=_now(), bars_processed=bars_processed,
-                    last_bar_ts=portfolio.curve_ts[-1] if portfolio.curve_ts else None,
-                    cash=portfolio.cash, metrics_json=json.dumps(metrics, default=_json_float),
-                    quality_json=json.dumps(quality), error=None if error is None else scrub(error),
-                )
+            self.lease.guard(
+                conn, status=status, finished_at=_now(), bars_processed=bars_processed,
+                last_bar_ts=portfolio.curve_ts[-1] if portfolio.curve_ts else None,
+                cash=portfolio.cash, metrics_json=json.dumps(metrics, default=_json_float),
+                quality_json=json.dumps(quality), error=None if error is None else scrub(error),
+                **self.lease.release_values(),
             )  # fmt: skip
+            written = self._write(conn, portfolio)
+        written()
+        self.lease.held = False
 
 
 def _json_float(value: Any) -> Any:

@@ -38,6 +38,14 @@ class RunRow(Base):
     # (provenance basis, per symbol), written by the app layer when the run starts
     in_sample_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
     model_data_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the one process that may write the run (engine/store/lease.py); times are the database
+    # clock's UTC epoch seconds. Nullable: added in place to databases made before leases.
+    lease_owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_acquired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 def _run_fk() -> Mapped[str]:

@@ -6,17 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import create_engine, select
-
 from app.cli import main
-from engine.store.database import open_database
-from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
-from tests.support.paths import ROOT
+from tests.support.daemon import run_rows as rows
+from tests.support.daemon import stored as runs
+from tests.support.daemon import trader, wait_until
 
 ARGS = [
     "--interval",
@@ -37,63 +33,6 @@ ARGS = [
 
 
 MODES = ("backtest", "paper")
-
-
-def rows(db: Path, run_id: str) -> dict[str, list[tuple]]:
-    engine = open_database(str(db))
-    with engine.connect() as conn:
-        orders = conn.execute(
-            select(
-                OrderRow.order_id,
-                OrderRow.intent_id,
-                OrderRow.ts,
-                OrderRow.symbol,
-                OrderRow.side,
-                OrderRow.qty,
-                OrderRow.status,
-            )
-            .where(OrderRow.run_id == run_id)
-            .order_by(OrderRow.seq)
-        ).all()
-        fills = conn.execute(
-            select(
-                FillRow.order_id,
-                FillRow.ts,
-                FillRow.symbol,
-                FillRow.side,
-                FillRow.qty,
-                FillRow.price,
-                FillRow.costs,
-            )
-            .where(FillRow.run_id == run_id)
-            .order_by(FillRow.seq)
-        ).all()
-        equity = conn.execute(
-            select(EquityRow.ts, EquityRow.equity)
-            .where(EquityRow.run_id == run_id)
-            .order_by(EquityRow.ts)
-        ).all()
-        trades = conn.execute(
-            select(
-                TradeRow.symbol, TradeRow.side, TradeRow.qty, TradeRow.entry_ts,
-                TradeRow.entry_price, TradeRow.exit_ts, TradeRow.exit_price, TradeRow.pnl,
-                TradeRow.costs, TradeRow.exit_reason,
-            )
-            .where(TradeRow.run_id == run_id)
-            .order_by(TradeRow.id)
-        ).all()  # fmt: skip
-    return {
-        "orders": [tuple(r) for r in orders],
-        "fills": [tuple(r) for r in fills],
-        "equity": [tuple(r) for r in equity],
-        "trades": [tuple(r) for r in trades],
-    }
-
-
-def runs(db: Path) -> list:
-    # a plain engine: readers must not race the daemon's schema creation
-    with create_engine(f"sqlite:///{db}").connect() as conn:
-        return conn.execute(select(RunRow).order_by(RunRow.created_at)).all()
 
 
 def test_paper_replay_at_max_speed_equals_the_backtest(tmp_path, nifty_path):
@@ -154,39 +93,11 @@ def test_model_paper_replay_equals_the_backtest(tmp_path, nifty_path):
 
 
 def start_paper(db: Path, nifty: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "paper",
-            "--feed",
-            f"replay:{nifty}",
-            *ARGS,
-            "--db",
-            str(db),
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return trader("paper", "--feed", f"replay:{nifty}", *ARGS, "--db", str(db), *extra)
 
 
 def wait_for_bars(db: Path, at_least: int, proc: subprocess.Popen[str]) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        if db.exists():
-            try:
-                found = runs(db)
-            except Exception:  # tables not created yet
-                continue
-            if found and (found[0].bars_processed or 0) >= at_least:
-                return found[0].run_id
-        time.sleep(0.05)
-    raise AssertionError("paper run made no progress")
+    return str(wait_until(db, lambda run: (run.bars_processed or 0) >= at_least, proc).run_id)
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, nifty_path):
