@@ -235,9 +235,10 @@ def test_an_import_without_a_period_has_unknown_provenance_everywhere(
     assert "data seen: provenance unknown" in capsys.readouterr().out
     assert main(["model", "info", str(model)]) == 0
     assert json.loads(capsys.readouterr().out)["provenance"]["basis"] == "unknown"
-    db = tmp_path / "runs.db"
-    out, result = backtest(capsys, model, LATER, db, nifty_path)
+    db, report = tmp_path / "runs.db", tmp_path / "run.html"
+    out, result = backtest(capsys, model, LATER, db, nifty_path, "--report", str(report))
     assert "WARNING: the data this model was trained on is UNKNOWN" in out
+    assert 'id="in-sample">unknown' in report.read_text() and 'class="warn"' in report.read_text()
     assert result["in_sample_fraction"] is None
     assert result["model_data"]["provenance"] == "unknown"
     run = load_run(open_database(str(db)), result["run_id"])
