@@ -9,7 +9,10 @@ What it guarantees, and why:
   already has. A placement that stays unknown after the retries is kept open as "unconfirmed"
   (and trading halts on a "network" event) until the order book settles it either way.
 * **The bar path is never blocked by the network.** ``submit`` registers the order and returns;
-  placement runs in a task, paced by Kite's order limits (10/s, 200/min by default).
+  placement runs in a task, paced by Kite's order limits (10 order requests/s — place, modify
+  and cancel together — and 200/min by default; ``order_api``). A 429 Kite answers anyway is
+  back-pressure: the same request is sent again after a pause, never as a second order (a 429
+  means Kite did not take it, so no tag search is needed).
 * **Fills reported exactly once.** Websocket order updates are the fast path; the order book is
   polled every ``poll_interval_s`` while orders are open (and right after a websocket
   reconnect) as the fallback. Both feed the same per-order ``FillLedger``, which reports by
@@ -21,8 +24,37 @@ What it guarantees, and why:
   events of one order never overtake each other.
 * **Kite trouble becomes events.** Expired token → ``BrokerEvent("token_expired", halts=True)``
   once, and orders are refused plainly afterwards; persistent network failure →
-  ``BrokerEvent("network", halts=True)``; an RMS/margin rejection (at placement or after) →
+  ``BrokerEvent("network", halts=True)``; an order request from an IP not registered for the
+  app → ``BrokerEvent("ip_not_allowed", halts=True)`` saying where to register it, and the
+  order REJECTED, never retried (no retry can fix it; once the operator has registered the IP
+  and resumed, orders go out again); an RMS/margin rejection (at placement or after) →
   ``OrderUpdate(REJECTED)`` with Kite's message; a refused cancel/modify → ``"order_error"``.
+* **Market orders carry market protection.** MARKET and SL-M orders are sent with
+  ``market_protection`` (``KiteSettings.market_protection``: -1, Kite's automatic band, unless
+  set), as Kite requires of API orders since 1 April 2026; LIMIT and SL orders without it.
+
+Market remainders. Kite executes a protected market order as a limit at the protection band's
+edge, so when the book is thin inside the band part of it (or all of it) rests there as an
+open limit. Once the unfilled part of a MARKET order (or of an SL-M order after its trigger) has
+rested for ``market_remainder_timeout_s``, the broker cancels it at Kite; what it filled so far
+is reported as usual. Then, by one rule, it either re-places the remainder as a new protected
+MARKET order working for the same engine order (same order id; the engine sees one order
+filling in more pieces), or gives up and reports the order CANCELLED with the quantity filled,
+which is what the engine's pending book and portfolio need to be right. It re-places only if
+all of these hold, and gives up otherwise, naming the reason:
+
+1. the order has been re-placed fewer than ``market_remainder_replacements`` times (1 by
+   default: a market that moved past the band twice is not chased further);
+2. nobody asked to cancel the order, the broker is not stopping and can still trade (token);
+3. the engine placed it (an order adopted from the book at start has no intent behind it);
+4. the trading state (``trading_state``, wired by the live runner to the session's state
+   machine) allows it, as the risk chain's trading-state gate would allow a new order: ACTIVE
+   yes; REDUCING only if the remainder reduces the account's position in the symbol (read from
+   Kite's positions at that moment); HALTED, or no trading state given, no.
+
+Each re-placed remainder carries its own tag (the order's tag for ``<order_id>#<n>``), so it is
+never placed twice either: after a restart it is found in the day's order book and adopted.
+Both outcomes are announced with a ``BrokerEvent("market_remainder")`` (not halting).
 
 Events are stamped with wall-clock time (``clock``): a live broker reports when it learnt a fact.
 """
@@ -43,14 +75,17 @@ from brokers.kite.auth import KiteCredentials
 from brokers.kite.errors import (
     KiteError,
     KiteInputError,
+    KiteIpNotAllowedError,
     KiteRateLimitError,
     KiteRetryableError,
     KiteTokenError,
 )
 from brokers.kite.order_api import KiteOrderApi, OrderRateLimit
 from brokers.kite.order_params import (
+    PROTECTED_TYPES,
     VARIETY_REGULAR,
     OrderParamsError,
+    check_market_protection,
     kite_order_params,
 )
 from brokers.kite.order_state import FillLedger, KiteOrderSnapshot, KiteTrade
@@ -67,6 +102,7 @@ from engine.events import (
     OrderStatus,
     OrderType,
     OrderUpdate,
+    TradingState,
 )
 from engine.ports import Broker
 
@@ -78,7 +114,10 @@ ADOPTED_PREFIX = "kite-"
 
 @dataclass
 class _Tracked:
-    """One order this broker is responsible for, and what has been reported about it."""
+    """One order this broker is responsible for, and what has been reported about it.
+
+    An order is worked by one Kite order at a time: the first, then possibly re-placed market
+    remainders ("legs"). ``tag``, ``kite_id`` and ``ledger`` belong to the current one."""
 
     order: Order
     tag: str
@@ -89,6 +128,19 @@ class _Tracked:
     unconfirmed_since: float | None = None  # monotonic time placement gave up, outcome unknown
     last_published: tuple[OrderStatus, int] | None = None
     ledger: FillLedger = field(default_factory=FillLedger)
+    # market remainders (module docstring)
+    leg: int = 0  # 0: the first Kite order; n: the n-th re-placed remainder
+    leg_qty: int = 0  # quantity of the current re-placed remainder
+    earlier_filled: int = 0  # filled by the Kite orders of earlier legs
+    retired: set[str] = field(default_factory=set)  # their Kite ids: late news is ignored
+    resting_since: float | None = None  # monotonic time a market order was first seen resting
+    expiring: bool = False  # the broker cancels the resting remainder (the engine did not ask)
+    expiry_sent: bool = False
+    leg_closed: bool = False  # that cancel is done: the remainder rule decides what follows
+
+    @property
+    def filled(self) -> int:
+        return self.earlier_filled + self.ledger.reported_qty
 
 
 class KiteBroker(Broker):
@@ -108,15 +160,22 @@ class KiteBroker(Broker):
         ticker: TickerClient | None = None,
         run_ticker: bool = True,
         market_protection: float | None = None,
+        trading_state: Callable[[], TradingState] | None = None,
         api: KiteOrderApi | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         """``tag_namespace`` (the run id, say) keeps tags unique when order ids repeat across
         runs on one day. ``ticker``: a websocket client shared with the market-data feed (its
         owner runs it; order updates are routed here); without one, and with ``run_ticker``,
-        the broker runs its own. ``market_protection`` is passed with MARKET/SL-M orders."""
+        the broker runs its own. ``market_protection`` (sent with MARKET/SL-M orders) overrides
+        ``settings.market_protection``. ``trading_state`` tells the remainder rule the session's
+        trading state (also settable later, as the attribute of that name)."""
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
+        if market_protection is None:
+            market_protection = settings.market_protection
+        self.market_protection = check_market_protection(market_protection)
+        self.trading_state = trading_state
         self._bus = bus
         self.settings = settings
         self._credentials = credentials
@@ -126,7 +185,6 @@ class KiteBroker(Broker):
         self.poll_interval_s = poll_interval_s
         self._namespace = tag_namespace
         self._prefix = check_tag_prefix(tag_prefix)
-        self._market_protection = market_protection
         self._clock = clock
         self._api = api or KiteOrderApi(settings, credentials, order_rate_limit)
         self._retry = RetryPolicy(
@@ -289,6 +347,13 @@ class KiteBroker(Broker):
         tracked = self._orders.get(order_id)
         if tracked is None or tracked.finished or tracked.kite_id is None:
             return False
+        if tracked.leg > 0:
+            await self._event(
+                "order_error",
+                f"modify {order_id} refused: its remainder is being worked as a re-placed "
+                "market order",
+            )
+            return False
         changes: dict[str, Any] = {}
         if qty is not None:
             changes["qty"] = qty
@@ -306,7 +371,7 @@ class KiteBroker(Broker):
             return False
         kite_changes = {
             key: params[key]
-            for key in ("quantity", "price", "trigger_price", "order_type")
+            for key in ("quantity", "price", "trigger_price", "order_type", "market_protection")
             if key in params
         }
         kite_id = tracked.kite_id
@@ -319,6 +384,8 @@ class KiteBroker(Broker):
             await self._report_failure(exc, f"modify {order_id}")
             return False
         tracked.order = new
+        if new.order_type not in PROTECTED_TYPES:
+            tracked.resting_since = None  # a limit rests by design
         return True
 
     async def poll_once(self) -> None:
@@ -350,6 +417,7 @@ class KiteBroker(Broker):
                         "not placed: Kite's order book has no order with tag "
                         f"{tracked.tag} after the placement failed",
                     )
+        self._expire_resting_remainders()
 
     def on_order_update(self, raw: dict[str, Any]) -> None:
         """Websocket order update (``TickerClient.on_order_update``). Applied in a task so the
@@ -372,11 +440,14 @@ class KiteBroker(Broker):
             return
         if tracked.finished or tracked.kite_id is not None:
             return
+        if tracked.leg > 0 and tracked.cancel_reason is not None:  # cancelled before re-placing
+            await self._finish(tracked, OrderStatus.CANCELLED, tracked.cancel_reason)
+            return
         if self._token_dead is not None:
             await self._finish(tracked, OrderStatus.REJECTED, f"not placed: {self._token_dead}")
             return
         try:
-            params = self._params(tracked.order, tracked.tag)
+            params = self._params(self._working_order(tracked), tracked.tag)
         except OrderParamsError as exc:
             await self._finish(tracked, OrderStatus.REJECTED, str(exc))
             return
@@ -412,6 +483,10 @@ class KiteBroker(Broker):
                 attempt += 1
                 await asyncio.sleep(wait)
                 continue
+            except KiteIpNotAllowedError as exc:  # the operator's to fix: halt, never retry
+                await self._ip_not_allowed(exc, f"order {tracked.order.order_id}")
+                await self._finish(tracked, OrderStatus.REJECTED, str(exc))
+                return
             except KiteError as exc:
                 if sending:  # refused at placement (RMS, margin, market closed): a rejection
                     await self._finish(tracked, OrderStatus.REJECTED, str(exc))
@@ -447,6 +522,13 @@ class KiteBroker(Broker):
             message = f"order {order_id} not placed after {attempts} attempts: {exc}"
         await self._network_failed(message, force=True)
 
+    def _working_order(self, tracked: _Tracked) -> Order:
+        """What the current Kite order asks for: the order itself, or a re-placed remainder —
+        a protected MARKET order for what is left (an SL-M's trigger has fired by then)."""
+        if tracked.leg == 0:
+            return tracked.order
+        return tracked.order._replace(qty=tracked.leg_qty, order_type=OrderType.MARKET)
+
     def _params(self, order: Order, tag: str) -> dict[str, Any]:
         tick = DEFAULT_TICK
         if self._tick_sizes is not None:
@@ -462,7 +544,7 @@ class KiteBroker(Broker):
             product=self.product,
             tag=tag,
             tick_size=tick,
-            market_protection=self._market_protection,
+            market_protection=self.market_protection,
         )
 
     async def _bind(self, tracked: _Tracked, kite_id: str) -> None:
@@ -484,6 +566,8 @@ class KiteBroker(Broker):
             await self._cancel_at_kite(tracked)
 
     def _link(self, tracked: _Tracked, kite_id: str) -> bool:
+        if kite_id in tracked.retired:  # an earlier leg's late news: already accounted for
+            return False
         if tracked.kite_id is None:
             tracked.kite_id = kite_id
             tracked.unconfirmed_since = None
@@ -526,10 +610,14 @@ class KiteBroker(Broker):
         if snap.executed_qty > tracked.ledger.reported_qty:
             trades = await self._trades(snap.kite_order_id)
         # from here on synchronous: the ledger and the queued events change together
-        if tracked.finished:
+        if tracked.finished or tracked.kite_id != snap.kite_order_id:  # done, or leg retired
             return
         self._advance(tracked, snap, trades)
         await self._drain()
+        if tracked.leg_closed:
+            tracked.leg_closed = False
+            await self._after_remainder(tracked)
+            return
         await self._cancel_if_asked(tracked)
 
     def _advance(self, tracked: _Tracked, snap: KiteOrderSnapshot, trades: list[KiteTrade]) -> None:
@@ -555,9 +643,20 @@ class KiteBroker(Broker):
                 )
             )
         if snap.finished:
+            ours = tracked.expiring and tracked.cancel_reason is None  # the broker's cancel
+            if ours and snap.status == OrderStatus.CANCELLED:
+                self._close_leg(tracked, snap.kite_order_id)
+                return
             tracked.finished = True
             self._queue_update(tracked, snap.status, self._final_reason(tracked, snap))
-        elif tracked.last_published != (OrderStatus.OPEN, ledger.reported_qty):
+            return
+        if (
+            snap.kite_status == "OPEN"
+            and tracked.resting_since is None
+            and self._working_order(tracked).order_type in PROTECTED_TYPES
+        ):
+            tracked.resting_since = time.monotonic()
+        if tracked.last_published != (OrderStatus.OPEN, tracked.filled):
             self._queue_update(tracked, OrderStatus.OPEN, "")
 
     @staticmethod
@@ -580,7 +679,7 @@ class KiteBroker(Broker):
         return []
 
     def _queue_update(self, tracked: _Tracked, status: OrderStatus, reason: str) -> None:
-        filled = tracked.ledger.reported_qty
+        filled = tracked.filled
         tracked.last_published = (status, filled)
         order = tracked.order
         self._outbox.append(
@@ -620,10 +719,11 @@ class KiteBroker(Broker):
 
     # --- cancel and refresh ------------------------------------------------------------------
 
-    async def _cancel_at_kite(self, tracked: _Tracked) -> None:
+    async def _cancel_at_kite(self, tracked: _Tracked) -> bool:
+        """Cancel the current Kite order and apply its state; False if the request failed."""
         kite_id = tracked.kite_id
         if kite_id is None or tracked.finished:
-            return
+            return True
         try:
             await with_retries(
                 lambda: self._api.cancel_order(VARIETY_REGULAR, kite_id), self._retry
@@ -632,8 +732,105 @@ class KiteBroker(Broker):
             log.info("cancel of %s refused: %s", tracked.order.order_id, exc)
         except KiteError as exc:
             await self._report_failure(exc, f"cancel {tracked.order.order_id}")
-            return
+            return False
         await self._refresh(tracked)
+        return True
+
+    # --- market remainders (module docstring) -------------------------------------------------
+
+    def _expire_resting_remainders(self) -> None:
+        """Cancel market orders whose unfilled part has rested longer than allowed."""
+        now = time.monotonic()
+        timeout = self.settings.market_remainder_timeout_s
+        for tracked in self._orders.values():
+            if (
+                tracked.finished
+                or tracked.kite_id is None
+                or tracked.resting_since is None
+                or tracked.expiry_sent
+                or tracked.cancel_reason is not None
+                or now - tracked.resting_since < timeout
+            ):
+                continue
+            tracked.expiring = tracked.expiry_sent = True
+            self._spawn(
+                self._cancel_remainder(tracked), f"cancel the remainder of {tracked.order.order_id}"
+            )
+
+    async def _cancel_remainder(self, tracked: _Tracked) -> None:
+        if not await self._cancel_at_kite(tracked):
+            tracked.expiry_sent = False  # try again at the next poll
+
+    def _close_leg(self, tracked: _Tracked, kite_id: str) -> None:
+        """The broker's cancel of a resting remainder is done (its fills are queued): retire
+        the Kite order, so nothing more is read from it, and let the rule decide."""
+        tracked.retired.add(kite_id)
+        tracked.earlier_filled += tracked.ledger.reported_qty
+        tracked.ledger = FillLedger()
+        tracked.kite_id = None
+        tracked.resting_since = None
+        tracked.expiring = tracked.expiry_sent = False
+        tracked.leg_closed = True
+
+    async def _after_remainder(self, tracked: _Tracked) -> None:
+        order = tracked.order
+        remaining = order.qty - tracked.filled
+        summary = (
+            f"order {order.order_id} ({order.side.name} {order.qty} {order.symbol}): "
+            f"{tracked.filled} filled; the remaining {remaining} rested at the market-protection "
+            f"limit for {self.settings.market_remainder_timeout_s:g}s and was cancelled"
+        )
+        why_not = await self._why_not_replace(tracked, remaining)
+        if why_not is not None:
+            self._queue_event("market_remainder", f"{summary}; not re-placed: {why_not}")
+            tracked.finished = True
+            reason = tracked.cancel_reason or f"{summary}; not re-placed: {why_not}"
+            self._queue_update(tracked, OrderStatus.CANCELLED, reason)
+            await self._drain()
+            return
+        tracked.leg += 1
+        tracked.leg_qty = remaining
+        tracked.tag = self.tag_for(f"{order.order_id}#{tracked.leg}")
+        tracked.cancel_sent = False
+        self._by_tag[tracked.tag] = tracked
+        await self._event(
+            "market_remainder",
+            f"{summary}; re-placing it as a protected market order ({tracked.leg} of at most "
+            f"{self.settings.market_remainder_replacements} re-placement(s))",
+        )
+        self._spawn(self._place(tracked), f"re-place the remainder of {order.order_id}")
+
+    async def _why_not_replace(self, tracked: _Tracked, remaining: int) -> str | None:
+        """None if the remainder rule allows re-placing ``remaining``, else why not."""
+        order = tracked.order
+        allowed = self.settings.market_remainder_replacements
+        if tracked.leg >= allowed:
+            return (
+                f"re-placed {tracked.leg} time(s) already (market_remainder_replacements={allowed})"
+            )
+        if tracked.cancel_reason is not None:
+            return f"the order was cancelled ({tracked.cancel_reason})"
+        if self._stopping or self._token_dead is not None:
+            return "the broker is stopping or cannot trade"
+        if order.order_id.startswith(ADOPTED_PREFIX):
+            return "the order was adopted from Kite's order book, not placed by this engine"
+        state = self.trading_state() if self.trading_state is not None else None
+        if state is None:
+            return "no trading state to check against"
+        if state == TradingState.ACTIVE:
+            return None
+        if state != TradingState.REDUCING:
+            return f"trading is {state}"
+        try:
+            held = (await self.refresh_positions()).get(order.symbol, 0)
+        except KiteError as exc:
+            return f"trading is REDUCING and the account's positions could not be read ({exc})"
+        if held * int(order.side) < 0 and remaining <= abs(held):
+            return None
+        return (
+            f"trading is REDUCING and {order.side.name} {remaining} would not reduce the "
+            f"account's {order.symbol} position ({held:+d})"
+        )
 
     async def _refresh(self, tracked: _Tracked) -> None:
         if tracked.kite_id is None:
@@ -781,6 +978,11 @@ class KiteBroker(Broker):
         self._wake.set()
         await self._event("token_expired", str(exc), halts=True)
 
+    async def _ip_not_allowed(self, exc: KiteIpNotAllowedError, what: str) -> None:
+        """Halt on every refused order request: halting is idempotent, and trouble that is
+        still there after the operator resumed halts again."""
+        await self._event("ip_not_allowed", f"{what}: {exc}", halts=True)
+
     async def _network_failed(self, message: str, force: bool = False) -> None:
         self._network_failures += 1
         if self._network_down:
@@ -797,6 +999,8 @@ class KiteBroker(Broker):
         """One place deciding which event a failed operation becomes."""
         if isinstance(exc, KiteTokenError):
             await self._token_expired(exc)
+        elif isinstance(exc, KiteIpNotAllowedError):
+            await self._ip_not_allowed(exc, what)
         elif isinstance(exc, KiteRetryableError):
             await self._network_failed(f"{what}: {exc}", force=retried)
         else:

@@ -72,3 +72,22 @@ class KiteInputError(KiteError, ValueError):
 
 class KiteResponseError(KiteError, ValueError):
     """Kite answered with something that is not the documented shape."""
+
+
+class KiteIpNotAllowedError(KiteError):
+    """Kite refused an order request because it did not come from the static IP registered for
+    the app (required for API orders since 1 April 2026). Like an expired token, retrying
+    cannot help: the cure is the operator's, and the message says which."""
+
+    def __init__(self, message: str = "", status: int | None = 403, error_type: str = "") -> None:
+        text = (
+            "Kite refused the order request: orders are accepted only from the static IP "
+            "registered for this Kite Connect app; register this machine's public IP under "
+            "Profile → IP Whitelist in the Kite developer console (developers.kite.trade), "
+            "then resume trading"
+        )
+        super().__init__(
+            f"{text} (Kite said: {message})" if message else text,
+            status,
+            error_type or "PermissionException",
+        )

@@ -5,16 +5,23 @@ own REST code. It is blocking (requests), so every call runs in a worker thread;
 gets its own client, because a ``requests.Session`` is not meant to be shared between threads.
 
 This layer also owns pacing and error translation, so the broker reasons about typed outcomes:
-* Kite's order limits (10 orders per second, 200 per minute by default) gate place/modify/cancel,
-  and a 10 requests/s limit gates reads; both are sliding windows (``RateLimiter``);
+* Kite's order limits (10 order requests per second per account, 200 per minute by default)
+  gate place, modify and cancel together; a 10 requests/s limit gates reads; both are sliding
+  windows (``RateLimiter``). An order request's window counts from when its answer came back
+  (``RateLimiter.hold``), so Kite, counting arrivals, never sees an 11th in a second however
+  our threads and connections delay the requests. One ``KiteOrderApi`` paces one account: a
+  process trades one account through one broker. A 429 Kite still answers (another program on
+  the account, say) is ``KiteRateLimitError``, which callers retry as back-pressure;
 * the official client's exceptions and requests' network errors become ``brokers.kite.errors``
-  types: token rejected, rate limited, server trouble, network (no complete answer), refused.
-  The message is Kite's own text (it is what an operator needs to read), scrubbed of secrets.
+  types: token rejected, IP not registered (order requests only), rate limited, server
+  trouble, network (no complete answer), refused. The message is Kite's own text (it is what
+  an operator needs to read), scrubbed of secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ from brokers.kite.auth import CredentialsError, KiteCredentials
 from brokers.kite.errors import (
     KiteError,
     KiteInputError,
+    KiteIpNotAllowedError,
     KiteNetworkError,
     KiteRateLimitError,
     KiteServerError,
@@ -59,9 +67,12 @@ class OrderRateLimit:
         ]
 
 
-def translate_error(exc: BaseException, what: str) -> KiteError:
+def translate_error(exc: BaseException, what: str, *, order_request: bool = False) -> KiteError:
     """An exception from the official client (or requests under it) → a typed ``KiteError``
-    (which scrubs the text of secrets as it is built)."""
+    (which scrubs the text of secrets as it is built).
+
+    ``order_request``: place, modify or cancel, the requests Kite checks against the app's
+    registered static IP. A 403 there that is not about the token is that check."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, KiteError):
         return exc
@@ -72,6 +83,8 @@ def translate_error(exc: BaseException, what: str) -> KiteError:
     if isinstance(exc, kex.KiteException):
         code = int(exc.code) if isinstance(exc.code, int) else 500
         kind = type(exc).__name__
+        if order_request and (isinstance(exc, kex.PermissionException) or code == 403):
+            return KiteIpNotAllowedError(text, code, kind)
         if code == 429:
             return KiteRateLimitError(f"{what}: rate limited: {text}", code, kind)
         if code >= 500 or isinstance(exc, kex.NetworkException | kex.DataException):
@@ -117,52 +130,55 @@ class KiteOrderApi:
             self._local.client = client
         return client
 
-    async def _call(self, what: str, limiters: list[RateLimiter], fn: Callable[..., T]) -> T:
-        for limiter in limiters:
-            await limiter.acquire()
+    async def _call(self, what: str, fn: Callable[..., T], *, order: bool = False) -> T:
+        """Run ``fn(client)`` in a worker thread, paced: an order request (``order``) by the
+        order windows, held until it is answered; a read by the read window."""
 
         def run() -> T:
             try:
                 return fn(self._client())
             except Exception as exc:  # translated into typed errors below
-                raise translate_error(exc, what) from None
+                raise translate_error(exc, what, order_request=order) from None
 
-        return await asyncio.to_thread(run)
+        if not order:
+            await self.read_limiter.acquire()
+            return await asyncio.to_thread(run)
+        async with contextlib.AsyncExitStack() as held:
+            for limiter in self.order_limiters:
+                await held.enter_async_context(limiter.hold())
+            return await asyncio.to_thread(run)
 
     # --- writes (order rate limit) --------------------------------------------------------
 
     async def place_order(self, params: dict[str, Any]) -> str:
-        order_id = await self._call(
-            "place order", self.order_limiters, lambda k: k.place_order(**params)
-        )
+        order_id = await self._call("place order", lambda k: k.place_order(**params), order=True)
         return str(order_id)
 
     async def modify_order(self, variety: str, order_id: str, **changes: Any) -> str:
         result = await self._call(
             f"modify order {order_id}",
-            self.order_limiters,
             lambda k: k.modify_order(variety, order_id, **changes),
+            order=True,
         )
         return str(result)
 
     async def cancel_order(self, variety: str, order_id: str) -> str:
         result = await self._call(
             f"cancel order {order_id}",
-            self.order_limiters,
             lambda k: k.cancel_order(variety, order_id),
+            order=True,
         )
         return str(result)
 
     # --- reads ----------------------------------------------------------------------------
 
     async def orders(self) -> list[dict[str, Any]]:
-        return list(await self._call("orders", [self.read_limiter], lambda k: k.orders()))
+        return list(await self._call("orders", lambda k: k.orders()))
 
     async def order_history(self, order_id: str) -> list[dict[str, Any]]:
         return list(
             await self._call(
                 f"order history {order_id}",
-                [self.read_limiter],
                 lambda k: k.order_history(order_id),
             )
         )
@@ -171,20 +187,18 @@ class KiteOrderApi:
         return list(
             await self._call(
                 f"order trades {order_id}",
-                [self.read_limiter],
                 lambda k: k.order_trades(order_id),
             )
         )
 
     async def positions(self) -> dict[str, list[dict[str, Any]]]:
-        data = await self._call("positions", [self.read_limiter], lambda k: k.positions())
+        data = await self._call("positions", lambda k: k.positions())
         return dict(data)
 
     async def instruments(self, exchange: str) -> list[dict[str, Any]]:
         return list(
             await self._call(
                 f"instruments {exchange}",
-                [self.read_limiter],
                 lambda k: k.instruments(exchange),
             )
         )

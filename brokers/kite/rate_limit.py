@@ -8,10 +8,11 @@ spending its time in backoff; the retry policy handles the 429s and 5xx that sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import random
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -22,12 +23,26 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class _Slot:
+    """One call's place in the window: counted from ``start`` (infinite while in flight)."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+
 class RateLimiter:
-    """At most ``max_calls`` acquisitions in any rolling window of ``period_s`` seconds.
+    """At most ``max_calls`` calls in any rolling window of ``period_s`` seconds.
 
     A sliding window (not fixed spacing) so a burst of ``max_calls`` may go at once, which is
     what Kite allows, and never a ``max_calls + 1``-th inside any window. Fair: waiters are
     served in arrival order because the lock is held while sleeping.
+
+    ``acquire`` counts a call from when it starts. ``hold`` counts it from when it *ends*: Kite
+    counts requests when they arrive, which is somewhere between our start and our end (a
+    worker thread may be busy, a connection slow), so only a window that starts at the end
+    keeps Kite's count within the limit whatever those delays were. Orders use ``hold``.
     """
 
     def __init__(
@@ -43,19 +58,40 @@ class RateLimiter:
         self.period_s = period_s
         self._clock = clock
         self._sleep = sleep
-        self._starts: deque[float] = deque()
+        self._slots: list[_Slot] = []
         self._lock = asyncio.Lock()
+        self._released = asyncio.Event()
 
     async def acquire(self) -> None:
+        """A slot counted from now."""
+        await self._take(in_flight=False)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """A slot for the call made inside the block, counted from when the block ends (also
+        when it fails: the request may have reached Kite)."""
+        slot = await self._take(in_flight=True)
+        try:
+            yield
+        finally:
+            slot.start = self._clock()
+            self._released.set()
+
+    async def _take(self, in_flight: bool) -> _Slot:
         async with self._lock:
             while True:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= self.period_s:
-                    self._starts.popleft()
-                if len(self._starts) < self.max_calls:
-                    self._starts.append(now)
-                    return
-                await self._sleep(self.period_s - (now - self._starts[0]))
+                self._slots = [s for s in self._slots if now - s.start < self.period_s]
+                if len(self._slots) < self.max_calls:
+                    slot = _Slot(math.inf if in_flight else now)
+                    self._slots.append(slot)
+                    return slot
+                oldest = min(s.start for s in self._slots)
+                if math.isinf(oldest):  # every slot is a call still in flight: wait for one
+                    self._released.clear()
+                    await self._released.wait()
+                else:
+                    await self._sleep(self.period_s - (now - oldest))
 
 
 @dataclass(frozen=True)

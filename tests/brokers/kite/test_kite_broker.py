@@ -9,125 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
-from kiteconnect import KiteConnect
 
-from brokers.costs import make_cost_model
-from brokers.kite.broker import KiteBroker
 from brokers.kite.order_tags import order_tag
-from config.settings import CostSettings
-from engine.bus import EventBus
 from engine.events import (
-    BrokerEvent,
-    Fill,
-    Order,
     OrderStatus,
     OrderType,
-    OrderUpdate,
     Side,
 )
-from tests.support.fake_kite.server import FakeKite
-
-COSTS = make_cost_model(CostSettings())
-NAN = float("nan")
-
-
-class Events:
-    """Everything the broker publishes, in publication order."""
-
-    def __init__(self, bus: EventBus) -> None:
-        self.all: list[Any] = []
-        for kind in (OrderUpdate, Fill, BrokerEvent):
-            bus.subscribe(kind, self.all.append)
-
-    def fills(self, order_id: str | None = None) -> list[Fill]:
-        return [e for e in self.all if isinstance(e, Fill) and order_id in (None, e.order_id)]
-
-    def updates(self, order_id: str | None = None) -> list[OrderUpdate]:
-        return [
-            e for e in self.all if isinstance(e, OrderUpdate) and order_id in (None, e.order_id)
-        ]
-
-    def broker_events(self, kind: str | None = None) -> list[BrokerEvent]:
-        return [e for e in self.all if isinstance(e, BrokerEvent) and kind in (None, e.kind)]
-
-    def final(self, order_id: str) -> OrderUpdate | None:
-        done = [u for u in self.updates(order_id) if u.status != OrderStatus.OPEN]
-        return done[-1] if done else None
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-def make_order(
-    order_id: str,
-    *,
-    symbol: str = "INFY",
-    side: Side = Side.BUY,
-    qty: int = 2,
-    kind: OrderType = OrderType.MARKET,
-    limit: float = NAN,
-    stop: float = NAN,
-) -> Order:
-    return Order(
-        1, 1, order_id, f"i-{order_id}", symbol, side, qty, kind, limit, stop, OrderStatus.OPEN
-    )
-
-
-def limit_order(order_id: str, qty: int = 5, price: float = 1500.0) -> Order:
-    return make_order(order_id, qty=qty, kind=OrderType.LIMIT, limit=price)
-
-
-def orders_tagged(fake: FakeKite, tag: str) -> list[dict[str, Any]]:
-    return [h[-1] for h in fake.orders.values() if h[-1].get("tag") == tag]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeKite]:
-    async with FakeKite(heartbeat_s=0.2) as running:
-        running.add_instrument(408065, "INFY")
-        running.add_instrument(779521, "SBIN")
-        running.prices["INFY"] = 1510.5
-        yield running
-
-
-@pytest.fixture
-def bus() -> EventBus:
-    return EventBus()
-
-
-@pytest.fixture
-def events(bus: EventBus) -> Events:
-    return Events(bus)
-
-
-@pytest.fixture
-async def make_broker(fake: FakeKite, bus: EventBus) -> AsyncIterator[Callable[..., KiteBroker]]:
-    made: list[KiteBroker] = []
-
-    def build(settings: dict[str, Any] | None = None, **options: Any) -> KiteBroker:
-        options.setdefault("poll_interval_s", 0.2)
-        broker = KiteBroker(
-            bus,
-            fake.settings(**(settings or {})),
-            fake.credentials(),
-            cost_model=COSTS,
-            **options,
-        )
-        made.append(broker)
-        return broker
-
-    yield build
-    for broker in made:
-        await broker.stop()
+from tests.support.kite_broker import (
+    COSTS,
+    eventually,
+    limit_order,
+    make_order,
+    orders_tagged,
+    place_with_tag,
+)
 
 
 async def test_market_order_fill_is_reported_once(fake, events, make_broker):
@@ -354,30 +252,18 @@ async def test_modify_open_order(fake, events, make_broker):
     assert broker.open_orders()[0].limit_price == 1490.03
 
 
-def place_with_tag(fake: FakeKite, tag: str, **extra: Any) -> str:
-    kite = KiteConnect(fake.api_key, fake.credentials().access_token, root=fake.api_root)
-    params: dict[str, Any] = {
-        "variety": "regular",
-        "exchange": "NSE",
-        "tradingsymbol": "INFY",
-        "transaction_type": "SELL",
-        "quantity": 4,
-        "product": "MIS",
-        "order_type": "LIMIT",
-        "price": 1600.0,
-        "tag": tag,
-    }
-    params.update(extra)
-    return str(kite.place_order(**params))
-
-
 async def test_start_reconciles_open_orders_and_positions(fake, events, make_broker):
     """A previous process placed o7 (still open) and o8 (filled); someone placed an order by
     hand. At start the broker adopts o7, reports positions, and a re-submitted o7 binds to the
     existing Kite order instead of being placed again."""
     open_id = await asyncio.to_thread(place_with_tag, fake, order_tag("o7", "run-1"))
     await asyncio.to_thread(
-        place_with_tag, fake, order_tag("o8", "run-1"), order_type="MARKET", price=None
+        place_with_tag,
+        fake,
+        order_tag("o8", "run-1"),
+        order_type="MARKET",
+        price=None,
+        market_protection=-1,
     )
     await asyncio.to_thread(place_with_tag, fake, "manual")
     fake.set_position("INFY", 5)
@@ -417,7 +303,12 @@ async def test_orders_resubmitted_before_start_bind_to_their_kite_orders(fake, e
     day's order book. o7 is found there (it filled while we were down: its fill is reported);
     o9 is new and placed."""
     filled_id = await asyncio.to_thread(
-        place_with_tag, fake, order_tag("o7", "run-1"), order_type="MARKET", price=None
+        place_with_tag,
+        fake,
+        order_tag("o7", "run-1"),
+        order_type="MARKET",
+        price=None,
+        market_protection=-1,
     )
     placed_before = fake.count("order.place")
     broker = make_broker(tag_namespace="run-1")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
 from brokers.kite.ticker_protocol import decode_text_message
+from tests.support.fake_kite.order_rules import MARKET_PROTECTION_REQUIRED, OrderRules
 from tests.support.fake_kite.server import FAKE_REQUEST_TOKEN, FakeKite
 from tests.support.paths import KITE_MOCKS
 
@@ -173,7 +175,7 @@ def test_order_lifecycle(fake, kite):
     assert kite.orders()[-1]["order_id"] == order_id
 
     fake.prices["INFY"] = 1510.5
-    market = place(kite, order_type="MARKET", price=None)
+    market = place(kite, order_type="MARKET", price=None, market_protection=-1)
     done = kite.order_history(market)[-1]
     assert (done["status"], done["average_price"]) == ("COMPLETE", 1510.5)
     assert kite.order_trades(market)[0]["quantity"] == 2
@@ -219,3 +221,114 @@ async def test_websocket_handshake_needs_valid_credentials():
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await session.ws_connect(url)
         assert info.value.status == 403
+
+
+# --- Kite's rules for API orders since 1 April 2026 ----------------------------------------
+
+
+@pytest.mark.parametrize("order_type", ["MARKET", "SL-M"])
+def test_market_orders_need_market_protection(kite, order_type):
+    """The official client's ``market_protection`` parameter reaches the fake; without it, or
+    with 0, Kite's own refusal comes back as an InputException."""
+    extra = {"order_type": order_type, "price": None, "trigger_price": 1490.0}
+    if order_type == "MARKET":
+        extra.pop("trigger_price")
+    for refused in ({}, {"market_protection": 0}):
+        with pytest.raises(kex.InputException, match="^" + re.escape(MARKET_PROTECTION_REQUIRED)):
+            place(kite, **extra, **refused)
+    for bad in (-2, 101):
+        with pytest.raises(kex.InputException, match="invalid `market_protection`"):
+            place(kite, **extra, market_protection=bad)
+    for good in (-1, 2.5):
+        order_id = place(kite, **extra, market_protection=good)
+        assert kite.order_history(order_id)[-1]["market_protection"] == good
+    # limit and stop-limit orders carry their own price: no protection needed
+    assert kite.order_history(place(kite))[-1]["market_protection"] == 0
+    stop_limit = place(kite, order_type="SL", trigger_price=1495.0)
+    assert kite.order_history(stop_limit)[-1]["status"] == "TRIGGER PENDING"
+
+
+def test_more_than_ten_order_requests_a_second_are_throttled(fake, kite):
+    """Place, modify and cancel count together, per account, over any rolling second; the
+    11th gets 429 (the official client's NetworkException), and a refused one does not count."""
+    now = [0.0]
+    fake.order_rules = OrderRules(clock=lambda: now[0])
+    placed = [place(kite) for _ in range(8)]
+    kite.modify_order("regular", placed[0], price=1495.0)
+    kite.cancel_order("regular", placed[1])
+    assert kite.orders()  # reads are not order requests
+    for attempt in (place, lambda k: k.cancel_order("regular", placed[2])):
+        with pytest.raises(kex.NetworkException, match="Too many requests") as info:
+            attempt(kite)
+        assert info.value.code == 429
+    now[0] = 0.999
+    with pytest.raises(kex.NetworkException):
+        place(kite)
+    now[0] = 1.0  # the first ten are a second old
+    place(kite)
+    assert fake.order_rules.throttled == 3 and len(set(placed)) == 8
+
+
+def test_orders_from_an_unregistered_ip_are_refused(fake, kite):
+    """Only order requests are checked against the registered static IP; the answer is a 403
+    PermissionException whose message says what is wrong."""
+    order_id = place(kite)
+    fake.order_rules.allow_ips({"203.0.113.7"})  # the tests' requests come from 127.0.0.1
+    for request in (
+        place,
+        lambda k: k.modify_order("regular", order_id, price=1490.0),
+        lambda k: k.cancel_order("regular", order_id),
+    ):
+        with pytest.raises(kex.PermissionException, match=r"not allowed from IP 127\.0") as info:
+            request(kite)
+        assert info.value.code == 403
+    assert kite.orders() and kite.positions() and kite.order_history(order_id)
+    assert kite.order_history(order_id)[-1]["status"] == "OPEN"  # nothing happened to it
+    fake.order_rules.allow_ips({"203.0.113.7", "127.0.0.1"})
+    assert kite.cancel_order("regular", order_id) == order_id
+    fake.order_rules.allow_ips(None)
+    place(kite)
+
+
+def test_protected_market_order_can_rest_as_a_limit_at_the_band(fake, kite):
+    """On demand, a protected market order fills part and the rest rests as an open LIMIT
+    order at the protection band's edge (a buy at most p% above the last price, on the tick),
+    where it can still fill or be cancelled like any open order."""
+    fake.prices["INFY"] = 1510.5
+    fake.order_rules.rest_next(fill_qty=1)
+    order_id = place(kite, order_type="MARKET", price=None, quantity=3, market_protection=2)
+    resting = kite.order_history(order_id)[-1]
+    assert (resting["status"], resting["order_type"], resting["price"]) == ("OPEN", "LIMIT", 1540.7)
+    assert (resting["filled_quantity"], resting["pending_quantity"]) == (1, 2)
+    assert resting["average_price"] == 1510.5
+    assert kite.cancel_order("regular", order_id) == order_id
+    last = kite.order_history(order_id)[-1]
+    assert (last["status"], last["filled_quantity"], last["cancelled_quantity"]) == (
+        "CANCELLED",
+        1,
+        2,
+    )
+    fake.order_rules.rest_next(fill_qty=0)  # nothing within the band: all of it rests
+    sell = place(
+        kite, order_type="MARKET", price=None, transaction_type="SELL", market_protection=-1
+    )
+    rest = kite.order_history(sell)[-1]
+    assert (rest["status"], rest["filled_quantity"], rest["price"]) == ("OPEN", 0, 1495.4)
+    assert (
+        kite.order_history(place(kite, order_type="MARKET", market_protection=-1))[-1]["status"]
+        == "COMPLETE"
+    )  # one-shot
+
+
+def test_stop_market_order_executes_protected_when_triggered(fake, kite):
+    fake.prices["INFY"] = 1480.0
+    stop = place(kite, order_type="SL-M", price=None, trigger_price=1485.0, market_protection=-1)
+    fake.order_rules.rest_next(fill_qty=1)
+    fake.call(fake.trigger_order(stop))
+    last = kite.order_history(stop)[-1]
+    assert (last["status"], last["filled_quantity"], last["order_type"]) == ("OPEN", 1, "LIMIT")
+    stop_limit = place(kite, order_type="SL", trigger_price=1485.0)
+    fake.call(fake.trigger_order(stop_limit))
+    assert kite.order_history(stop_limit)[-1]["status"] == "OPEN"
+    with pytest.raises(ValueError, match="not TRIGGER PENDING"):
+        fake.call(fake.trigger_order(stop_limit))

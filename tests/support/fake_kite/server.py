@@ -19,6 +19,13 @@ Faults are rules matched per route name (see ``ROUTES``) and consumed in order::
     await fake.ticker.drop_connections()                 # websocket network cut
     await fake.fill_order(order_id, 101.5, qty=3)        # the exchange fills (part of) an order
     fake.set_position("INFY", 5)                         # the account holds a position
+    fake.order_rules.allow_ips({"203.0.113.7"})          # orders from 127.0.0.1 → 403
+    fake.order_rules.rest_next(fill_qty=3)               # next market order: 3 fill, rest rests
+    await fake.trigger_order(order_id)                   # an SL-M / SL order's trigger is hit
+
+Kite's rules for API orders (static IP, 10 order requests/s, market protection on MARKET and
+SL-M, protected market orders executed as limits) are in ``order_rules.py``; on by default
+except the IP whitelist.
 
 Use as ``async with FakeKite() as fake:``; point clients at ``fake.settings()`` and
 ``fake.credentials()``; ``fake.count("historical")`` tells how many requests a route received.
@@ -48,6 +55,7 @@ from brokers.kite.history import INTERVAL_MAX_DAYS
 from brokers.kite.settings import KiteSettings
 from config.sessions import IST
 from tests.support.fake_kite.candles import SyntheticCandles
+from tests.support.fake_kite.order_rules import OrderRequestRefused, OrderRules
 from tests.support.fake_kite.ticker import FakeTicker
 from tests.support.paths import KITE_MOCKS
 
@@ -163,6 +171,7 @@ class FakeKite:
         self.faults: list[FaultRule] = []
         self._rejections: list[_Rejection] = []
         self.echo_secrets = False
+        self.order_rules = OrderRules()
         recorded = self.fixture("historical_minute.json")["data"]["candles"]
         self.candles = candles or SyntheticCandles(recorded)
         self.instruments_csv = {
@@ -571,6 +580,9 @@ class FakeKite:
         return _success(self.fixture("trades.json")["data"] + self.extra_trades)
 
     async def _place(self, request: web.Request) -> web.StreamResponse:
+        refused = self._admit_order_request(request)
+        if refused is not None:
+            return refused
         form = {k: str(v) for k, v in (await request.post()).items()}
         missing = [
             f
@@ -596,6 +608,10 @@ class FakeKite:
             trigger = float(form.get("trigger_price") or 0)
         except ValueError:
             return _error(400, "InputException", "invalid `quantity`, `price` or `trigger_price`")
+        try:
+            protection = self.order_rules.market_protection(form, form["order_type"])
+        except OrderRequestRefused as exc:
+            return _error(exc.status, exc.error_type, exc.message)
         rejection = self._rejections.pop(0) if self._rejections else None
         if rejection is not None and rejection.at_placement:
             return _error(400, "InputException", rejection.message)
@@ -630,7 +646,7 @@ class FakeKite:
             "filled_quantity": 0,
             "pending_quantity": quantity,
             "cancelled_quantity": 0,
-            "market_protection": 0,
+            "market_protection": protection,
             "meta": {},
             "tag": form.get("tag") or None,
             "guid": f"fake-{order_id}",
@@ -644,7 +660,7 @@ class FakeKite:
                 pending_quantity=0,
             )
         elif form["order_type"] == "MARKET":
-            self._fill(order, self.prices.get(symbol, 100.0), quantity)
+            self._execute_protected(order)
         elif form["order_type"] in ("SL", "SL-M"):
             order["status"] = "TRIGGER PENDING"
         await self._record(order)
@@ -700,10 +716,22 @@ class FakeKite:
         return order
 
     async def _modify(self, request: web.Request) -> web.StreamResponse:
+        refused = self._admit_order_request(request)
+        if refused is not None:
+            return refused
         order = self._open_order(request)
         if isinstance(order, web.Response):
             return order
         form = await request.post()
+        if form.get("order_type") or form.get("market_protection"):
+            order_type = str(form.get("order_type") or order["order_type"])
+            given = str(form.get("market_protection") or order["market_protection"])
+            try:
+                order["market_protection"] = self.order_rules.market_protection(
+                    {"market_protection": given}, order_type
+                )
+            except OrderRequestRefused as exc:
+                return _error(exc.status, exc.error_type, exc.message)
         for key, cast in (("quantity", int), ("price", float), ("trigger_price", float)):
             if form.get(key):
                 try:
@@ -718,6 +746,9 @@ class FakeKite:
         return _success({"order_id": order["order_id"]})
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
+        refused = self._admit_order_request(request)
+        if refused is not None:
+            return refused
         order = self._open_order(request)
         if isinstance(order, web.Response):
             return order
@@ -738,6 +769,43 @@ class FakeKite:
         if not 0 < qty <= pending:
             raise ValueError(f"order {order_id}: cannot fill {qty} of {pending} pending")
         self._fill(order, price, qty)
+        await self._record(order)
+
+    # --- Kite's rules for API orders (order_rules.py): static IP, rate, market protection ---
+
+    def _admit_order_request(self, request: web.Request) -> web.Response | None:
+        """The answer to an order request Kite refuses outright (IP, rate), else None."""
+        _, _, value = request.headers.get("Authorization", "").partition(" ")
+        try:
+            self.order_rules.admit(request.remote, value.partition(":")[0])
+        except OrderRequestRefused as exc:
+            return _error(exc.status, exc.error_type, exc.message)
+        return None
+
+    def _execute_protected(self, order: dict[str, Any]) -> None:
+        """A protected market order (a MARKET order, or an SL-M one whose trigger was hit) as
+        Kite executes it: a limit at the protection band's edge, so all of it fills at the last
+        price — or, on demand (``order_rules.rest_next``), part of it, the rest resting at that
+        limit as an OPEN LIMIT order."""
+        last = self.prices.get(order["tradingsymbol"], 100.0)
+        pending = int(order["quantity"]) - int(order["filled_quantity"])
+        qty = self.order_rules.fill_now(pending)
+        if qty > 0:
+            self._fill(order, last, qty)
+        if qty < pending:
+            buy = order["transaction_type"] == "BUY"
+            limit = self.order_rules.protection_limit(buy, last, float(order["market_protection"]))
+            order.update(status="OPEN", order_type="LIMIT", price=limit)
+
+    async def trigger_order(self, order_id: str) -> None:
+        """An SL-M or SL order's trigger price is hit: SL-M executes as a protected market
+        order, SL becomes an open limit order."""
+        order = copy.deepcopy(self.orders[order_id][-1])
+        if order["status"] != "TRIGGER PENDING":
+            raise ValueError(f"order {order_id} is {order['status']}, not TRIGGER PENDING")
+        order["status"] = "OPEN"
+        if order["order_type"] == "SL-M":
+            self._execute_protected(order)
         await self._record(order)
 
 
