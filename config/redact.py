@@ -25,9 +25,10 @@ import threading
 SECRET_KEYS = ("token", "secret", "password", "api_key", "access", "authorization")
 #: what a removed secret reads as
 MASK = "***"
-#: shorter values are not registered: no real credential is this short, and removing every
-#: occurrence of a short everyday string would mangle unrelated text
-MIN_SECRET_CHARS = 6
+#: shorter values are not registered: Kite's shortest credential (the API key) has 16
+#: characters, control tokens at least 16, and removing every occurrence of a short everyday
+#: string ("secret", say) would mangle unrelated text — key names included
+MIN_SECRET_CHARS = 12
 
 _SECRET_WORDS = "|".join(map(re.escape, SECRET_KEYS))
 #: ``<secret-looking key><= or :><value>`` in free text. The value is a quoted string or a bare

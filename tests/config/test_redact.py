@@ -31,8 +31,9 @@ def test_a_value_containing_another_is_removed_whole() -> None:
 
 def test_short_and_missing_values_are_not_registered() -> None:
     tiny = "q" * (MIN_SECRET_CHARS - 1)
-    register_secret(tiny, None, "")
+    register_secret(tiny, "secret", None, "")  # "secret": a test's dummy api_secret
     assert scrub(f"the word {tiny} stays") == f"the word {tiny} stays"
+    assert scrub("api_secret=abc") == "api_secret=***"  # the key name is left alone
 
 
 @pytest.mark.parametrize(

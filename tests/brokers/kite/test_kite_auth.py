@@ -94,15 +94,15 @@ def test_write_secrets_file_is_private_atomic_and_merges(tmp_path):
 
 
 def test_credentials_are_redacted_everywhere(caplog):
-    creds = KiteCredentials("key123", "secret456", "token789")
+    creds = KiteCredentials("key123-abcdef", "secret456-abcdef", "token789-abcdef")
     caplog.set_level(logging.INFO)
     logging.getLogger("test").info("creds: %s %r", creds, creds)
     for text in (repr(creds), str(creds), f"{creds}", caplog.text):
         assert "key123" not in text and "secret456" not in text and "token789" not in text
     assert "<redacted>" in repr(creds)
-    url = "wss://ws.kite.trade?api_key=key123&access_token=token789"
+    url = "wss://ws.kite.trade?api_key=key123-abcdef&access_token=token789-abcdef"
     assert scrub(f"failed: {url}") == "failed: wss://ws.kite.trade?api_key=***&access_token=***"
-    assert scrub("echo: key123:token789") == "echo: ***:***"  # registered when loaded
+    assert scrub("echo: key123-abcdef:token789-abcdef") == "echo: ***:***"  # registered when loaded
 
 
 def test_login_against_the_fake_stores_a_working_token(tmp_path):

@@ -206,9 +206,9 @@ def test_ledger_catches_up_when_trades_lag_and_absorbs_them_later():
 
 
 def test_official_client_errors_become_typed_errors():
-    KiteCredentials("key", "secret", "tok123")  # loading credentials registers their values
-    token = translate_error(kex.TokenException("bad tok123"), "orders")
-    assert isinstance(token, KiteTokenError) and "tok123" not in str(token)
+    KiteCredentials("key", "secret", "tok123-abcdef")  # loading credentials registers their values
+    token = translate_error(kex.TokenException("bad tok123-abcdef"), "orders")
+    assert isinstance(token, KiteTokenError) and "tok123-abcdef" not in str(token)
     assert isinstance(translate_error(kex.NetworkException("slow", 429), "x"), KiteRateLimitError)
     assert isinstance(translate_error(kex.NetworkException("oms"), "x"), KiteServerError)
     assert isinstance(translate_error(kex.GeneralException("boom", 502), "x"), KiteServerError)
