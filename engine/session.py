@@ -212,7 +212,8 @@ class TradingSession:
             outcome, error = "interrupted", f"interrupted ({type(exc).__name__})"
             raise
         except BaseException as exc:
-            # a crash mid-bar leaves that bar uncommitted: a resume replays it
+            # a crash mid-bar leaves the rest of that bar uncommitted: a resume replays the
+            # bar, or — if an order of it was stored on its way to the broker — restores it
             cause = _store_cause(exc)
             error = str(cause or exc)
             log.error("session.failed", mode=self.mode, run_id=status.run_id, error=error)
