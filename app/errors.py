@@ -4,7 +4,8 @@
 | --- | --- |
 | 0 | done |
 | 1 | a run or a remote call failed (the message says which) |
-| 2 | bad input: a file, flag, setting or parameter (the message names it) |
+| 2 | bad input: a file, flag, setting or parameter (the message names it), or a run that |
+|   | cannot be resumed as asked: finished, other settings, owned by another live process |
 | 130 | interrupted (Ctrl-C), whatever the command |
 
 Commands raise; ``app.cli.main`` maps exceptions to these statuses in one place. Every

@@ -173,6 +173,7 @@ class TradingSession:
         self._bar_lock = asyncio.Lock()
         self._store_lock = asyncio.Lock()  # one commit (and its retries) at a time
         self._store_pause: str | None = None  # the reason of a pause this session set
+        self._store_failure: StoreUnavailable | None = None  # the database stayed away
 
     @property
     def stored(self) -> RunRecorder:
@@ -199,6 +200,8 @@ class TradingSession:
             pipe.host.start()
             status.outcome = "running"
             last_ts = await self._loop(resume_after)
+            if self._store_failure is not None:  # met between bars (a live fill): the run fails
+                raise self._store_failure
             finished = self.source.finite and not self.stop.is_set()
             if finished and last_ts is not None:
                 pf = pipe.portfolio
@@ -209,7 +212,8 @@ class TradingSession:
             outcome, error = "interrupted", f"interrupted ({type(exc).__name__})"
             raise
         except BaseException as exc:
-            # a crash mid-bar leaves that bar uncommitted: a resume replays it
+            # a crash mid-bar leaves the rest of that bar uncommitted: a resume replays the
+            # bar, or — if an order of it was stored on its way to the broker — restores it
             cause = _store_cause(exc)
             error = str(cause or exc)
             log.error("session.failed", mode=self.mode, run_id=status.run_id, error=error)
@@ -353,7 +357,7 @@ class TradingSession:
                 log.error("session.lease_lost", mode=self.mode, run_id=lease.run_id, error=str(exc))
                 self.stop.set()
                 return
-            except DBAPIError as exc:  # the lease holds for its timeout: try again next beat
+            except Exception as exc:  # the lease holds for its timeout: try again next beat
                 log.warning("session.heartbeat_failed", mode=self.mode, error=describe(exc))
 
     def _finish(self, outcome: str, error: str | None) -> dict[str, float]:
@@ -454,11 +458,13 @@ class TradingSession:
                         delays = recorder.lease.retry.delays()
                         await self._pause_entries(describe(exc))
                     delay = next(delays, None)
-                    if delay is None:
-                        raise StoreUnavailable(
+                    if delay is None:  # give up, wherever this was called from: stop the run
+                        self._store_failure = StoreUnavailable(
                             f"run {recorder.run_id}: the database refused writes for "
                             f"{recorder.lease.retry.budget_s:g}s ({describe(exc)})"
-                        ) from exc
+                        )
+                        self.stop.set()
+                        raise self._store_failure from exc
                     log.warning(
                         "session.store_retry", mode=self.mode, error=describe(exc),
                         wait_s=round(delay, 3),

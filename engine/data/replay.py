@@ -163,8 +163,10 @@ class ReplaySource:
             return
         first_known: int | None = None
         wall0 = 0.0
-        for bars in slices:
+        for i, bars in enumerate(slices):
             if bars.ts_ns <= self._unpaced_through:
+                if i % 256 == 255:  # a long catch-up still lets signals and the API in
+                    await asyncio.sleep(0)
                 if stop.is_set():
                     return
                 yield (bars,)

@@ -21,7 +21,7 @@ from config.sessions import NSE
 from config.settings import load_settings
 from engine.data.loader import load_bars
 from engine.store.database import open_database
-from engine.store.lease import LeaseLost, db_now
+from engine.store.lease import LeaseLost, RunOwned, db_now
 from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow
 from strategies.sma_cross import SmaCross, SmaCrossParams
 from tests.support.daemon import run_rows, stored, trader, wait_until
@@ -211,3 +211,36 @@ def test_killed_runs_show_as_stale_are_no_evidence_and_can_be_resumed(
     resume = paper(nifty_path, db, "--speed", "max", "--resume", killed_paper.run_id)
     assert main(resume) == 0  # at once: its owner is gone from this host
     assert stored(db)[1].status == "finished"
+
+
+async def test_a_second_live_process_is_refused_before_it_talks_to_kite(tmp_path: Path) -> None:
+    """Live, a second owner would send real orders twice: it is refused before its broker
+    does anything — no order book read, no order placed, no ticker connection."""
+    from app.runners.live import live_session
+    from tests.app.test_live_mode import INFY, promoted
+    from tests.support import PARAMS
+    from tests.support.fake_kite.server import FakeKite
+
+    engine = await promoted(tmp_path)
+    settings = load_settings("live", interval="1minute")
+    async with FakeKite(heartbeat_s=0.2) as fake:
+        fake.add_instrument(INFY, "INFY")
+
+        async def live(resume: str | None = None) -> Any:
+            return await live_session(
+                settings, SmaCross(PARAMS), engine, fake.settings(), fake.credentials(),
+                ["INFY"], resume=resume, flush_interval_s=None,
+            )  # fmt: skip
+
+        owner = await live()
+        task = asyncio.create_task(owner.run())
+        await fake.ticker.wait_subscribed([INFY], "full")
+        second = await live(resume=owner.status.run_id)
+        heard = len(fake.requests)
+        with pytest.raises(RunOwned, match=f"owned by pid {os.getpid()} on host "):
+            await second.run()
+        assert [r.route for r in fake.requests[heard:]] == []
+        owner.request_stop()
+        await asyncio.wait_for(task, 20)
+    (run,) = [r for r in stored(tmp_path / "live.db") if r.mode == "live"]
+    assert run.status == "stopped" and run.lease_owner is None

@@ -153,3 +153,36 @@ async def test_an_order_whose_row_cannot_be_written_is_never_sent(
     again = spy_on_submit(resumed, lambda order: None)
     await asyncio.wait_for(resumed.run(), 60)
     assert again and orders[0].order_id not in {o.order_id for o in again}
+
+
+async def test_a_database_gone_for_good_between_bars_fails_the_run(tmp_path: Path) -> None:
+    """Past ``--db-wait`` outside a bar (an operator control, a live fill) the session stops:
+    it does not trade on, taking a new full wait at every bar."""
+    from tests.support import trending
+
+    db = tmp_path / "gone.db"
+    engine = open_database(str(db))
+
+    @event.listens_for(engine, "connect")
+    def _short_busy_wait(conn: Any, _record: Any) -> None:
+        conn.execute("PRAGMA busy_timeout = 100")
+
+    engine.dispose()
+    settings = load_settings("paper", interval="15minute")
+    session = trading_session(
+        trending(3), SmaCross(SmaCrossParams(2, 6, 10)), settings, engine, speed=60.0,
+        store_wait_s=0.5,
+    )  # fmt: skip  # a bar every 15 s: the control below lands between bars
+    task = asyncio.create_task(session.run())
+    while session.status.bars_processed < 1:
+        await asyncio.sleep(0.01)
+    holder = hold_write_lock(db)
+    with pytest.raises(StoreUnavailable):
+        await session.resume_trading("operator")
+    holder.execute("ROLLBACK")
+    with pytest.raises(StoreUnavailable, match=r"refused writes for 0\.5s"):
+        await asyncio.wait_for(task, 10)
+    assert session.status.bars_processed == 1
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow)).one()
+    assert run.status == "failed" and run.lease_owner is None
