@@ -78,10 +78,14 @@ class RateLimiter:
             self._released.set()
 
     async def _take(self, in_flight: bool) -> _Slot:
+        # After sleeping until the oldest slot expires, that slot counts as expired even if the
+        # clock reads a rounding error short of its end: re-reading only the clock could spin
+        # on a sub-ulp sleep forever (a fake clock advanced by the sleep never catches up).
+        slept_until = -math.inf
         async with self._lock:
             while True:
-                now = self._clock()
-                self._slots = [s for s in self._slots if now - s.start < self.period_s]
+                now = max(self._clock(), slept_until)
+                self._slots = [s for s in self._slots if s.start + self.period_s > now]
                 if len(self._slots) < self.max_calls:
                     slot = _Slot(math.inf if in_flight else now)
                     self._slots.append(slot)
@@ -91,7 +95,8 @@ class RateLimiter:
                     self._released.clear()
                     await self._released.wait()
                 else:
-                    await self._sleep(self.period_s - (now - oldest))
+                    slept_until = oldest + self.period_s
+                    await self._sleep(slept_until - now)
 
 
 @dataclass(frozen=True)
