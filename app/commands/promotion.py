@@ -1,0 +1,55 @@
+"""``trader promote``: check the promotion gates (``risk.promotion``) on stored evidence and
+record the decision, approved or refused, with the evidence it was taken on."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.store.database import open_database
+
+
+def register(sub: Any) -> None:
+    promote = sub.add_parser("promote", help="check the promotion gates and record the decision")
+    promote.add_argument("--to", choices=["live"], required=True)
+    promote.add_argument("--backtest", required=True, metavar="RUN_ID")
+    promote.add_argument("--paper", action="append", default=[], metavar="RUN_ID")
+    promote.add_argument(
+        "--allow-in-sample",
+        metavar="REASON",
+        help="accept evidence that overlaps the model's training or validation data, or whose "
+        "model has unknown provenance; the reason is recorded with the promotion",
+    )
+    promote.add_argument("--db")
+    promote.set_defaults(func=cmd_promote)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from config.settings import load_settings
+    from risk.promotion import evaluate, record
+
+    engine = open_database(args.db)
+    rules = load_settings("live").promotion
+    result = evaluate(engine, args.backtest, args.paper, rules, args.allow_in_sample)
+    promotion_id = record(engine, result, args.to)
+    override = result.evidence.get("in_sample_override")
+    if override is not None and override["waived"]:
+        print(
+            f"in-sample evidence ACCEPTED by {override['operator']} (--allow-in-sample): "
+            f"{override['reason']}"
+        )
+        for waived in override["waived"]:
+            print(f"  waived: {waived}")
+    paper = result.evidence.get("paper", {})
+    print(
+        f"strategy key {result.evidence['strategy_key'][:12]}: backtest Sharpe "
+        f"{result.evidence['backtest']['sharpe']}, paper {paper.get('trading_days')} days, "
+        f"P&L {paper.get('pnl', 0):,.2f}"
+    )
+    if result.approved:
+        print(f"promotion #{promotion_id} to {args.to}: APPROVED")
+        return 0
+    print(f"promotion #{promotion_id} to {args.to}: REFUSED")
+    for reason in result.reasons:
+        print(f"  - {reason}")
+    return 2
