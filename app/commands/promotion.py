@@ -13,7 +13,14 @@ def register(sub: Any) -> None:
     promote = sub.add_parser("promote", help="check the promotion gates and record the decision")
     promote.add_argument("--to", choices=["live"], required=True)
     promote.add_argument("--backtest", required=True, metavar="RUN_ID")
-    promote.add_argument("--paper", action="append", default=[], metavar="RUN_ID")
+    promote.add_argument(
+        "--paper",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
+        help="a forward paper run on live prices (`trader paper --feed kite`), repeatable; a "
+        "replay is research and is refused",
+    )
     promote.add_argument(
         "--allow-in-sample",
         metavar="REASON",
@@ -25,12 +32,16 @@ def register(sub: Any) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """The decision is recorded either way; exit 0 approved, 2 refused (with every reason)."""
+    from app.readable import format_metric
     from config.settings import load_settings
     from risk.promotion import evaluate, record
 
     engine = open_database(args.db)
-    rules = load_settings("live").promotion
-    result = evaluate(engine, args.backtest, args.paper, rules, args.allow_in_sample)
+    live = load_settings("live")
+    result = evaluate(
+        engine, args.backtest, args.paper, live.promotion, args.allow_in_sample, live=live
+    )
     promotion_id = record(engine, result, args.to)
     override = result.evidence.get("in_sample_override")
     if override is not None and override["waived"]:
@@ -40,11 +51,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
         )
         for waived in override["waived"]:
             print(f"  waived: {waived}")
-    paper = result.evidence.get("paper", {})
+    backtest, paper = result.evidence["backtest"], result.evidence.get("paper", {})
     print(
-        f"strategy key {result.evidence['strategy_key'][:12]}: backtest Sharpe "
-        f"{result.evidence['backtest']['sharpe']}, paper {paper.get('trading_days')} days, "
-        f"P&L {paper.get('pnl', 0):,.2f}"
+        f"strategy key {result.evidence['strategy_key'][:12]}: {backtest['kind']} "
+        f"{backtest['run_id']} Sharpe {format_metric('sharpe', backtest['sharpe'])}, "
+        f"max drawdown {format_metric('max_drawdown', backtest['max_drawdown'])}; paper on "
+        f"live prices {paper.get('trading_days', 0)} sessions, "
+        f"P&L {format_metric('total_pnl', paper.get('pnl', 0.0))}"
     )
     if result.approved:
         print(f"promotion #{promotion_id} to {args.to}: APPROVED")

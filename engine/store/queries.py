@@ -93,6 +93,9 @@ def load_run(engine: Any, run_id: str) -> dict[str, Any]:
         "error": run.error,
         "in_sample_fraction": run.in_sample_fraction,
         "model_data": json.loads(run.model_data_json) if run.model_data_json else None,
+        "feed_kind": run.feed_kind,
+        "sessions": json.loads(run.sessions_json) if run.sessions_json else [],
+        "model_calls": json.loads(run.model_calls_json) if run.model_calls_json else None,
         **counts,
         "trades": [
             trade_dict(

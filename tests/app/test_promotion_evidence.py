@@ -1,0 +1,77 @@
+"""Promotion on honest evidence, as a new user meets it on the command line (issue 11 item 6).
+
+The probe that once APPROVED a promotion: a ``--speed max`` replay of the 2021 files with
+``--costs none`` counted as "paper 247 days". It must count for no session, the promotion must
+be refused saying why (the replay, the costs), and ``trader live`` must refuse. Forward paper
+trading on (the fake) Kite's live prices counts the sessions it traded by the wall clock."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from app.cli import main
+from engine.store.database import open_database
+from engine.store.schema import KITE_FEED, REPLAY_FEED, PromotionRow, RunRow
+from tests.support.kite_paper import kite_paper_run
+
+STRATEGY = ["--strategy", "sma_cross", "--param", "fast=3", "--param", "slow=8"]
+PERIOD = ["--interval", "15minute", "--end-date", "2021-03-31", "--costs", "none"]
+
+
+def _runs(db: str) -> dict[str, RunRow]:
+    with open_database(db).connect() as conn:
+        return {r.mode: r for r in conn.execute(select(RunRow)).all()}
+
+
+def test_a_max_speed_replay_without_costs_is_not_paper_evidence(tmp_path, nifty_path, capsys):
+    db = str(tmp_path / "probe.db")
+    replay = ["paper", "--feed", f"replay:{nifty_path}", "--speed", "max", *STRATEGY, *PERIOD]
+    assert main([*replay, "--db", db]) == 0
+    assert main(["backtest", "--data", str(nifty_path), *STRATEGY, *PERIOD, "--db", db]) == 0
+    runs = _runs(db)
+    paper, backtest = runs["paper"], runs["backtest"]
+    # the store says what the run was: a replay, which traded no session by the wall clock
+    assert (paper.feed_kind, backtest.feed_kind) == (REPLAY_FEED, REPLAY_FEED)
+    assert paper.sessions_json is None and paper.bars_processed > 1000
+    capsys.readouterr()
+
+    promote = ["promote", "--to", "live", "--backtest", backtest.run_id, "--paper", paper.run_id]
+    assert main([*promote, "--db", db]) == 2
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "APPROVED" not in out
+    assert "paper on live prices 0 sessions" in out
+    assert f"paper run {paper.run_id} replayed stored bars (feed replay)" in out
+    assert "research, not paper evidence" in out and "`trader paper --feed kite`" in out
+    assert f"backtest {backtest.run_id} was run with --costs none (costs.model=none)" in out
+    with open_database(db).connect() as conn:
+        (row,) = conn.execute(select(PromotionRow)).all()
+    evidence = json.loads(row.evidence_json)
+    assert not row.approved and evidence["paper"]["trading_days"] == 0
+
+    live = ["live", *STRATEGY, "--symbols", "INFY", "--db", db, "--i-understand-this-is-live"]
+    assert main(live) == 2
+    assert "no approved promotion" in capsys.readouterr().err
+
+
+async def test_paper_on_kite_prices_counts_the_sessions_it_traded(tmp_path):
+    """Three trading days through the fake Kite, the wall clock following the ticks: three
+    sessions recorded, each once, however many bars each day had."""
+    engine = open_database(str(tmp_path / "kite.db"))
+    run_id = await kite_paper_run(engine, sessions=3)
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).one()
+    assert run.feed_kind == KITE_FEED and run.mode == "paper"
+    assert json.loads(run.sessions_json) == ["2024-06-03", "2024-06-04", "2024-06-05"]
+    assert run.bars_processed > 3 * 10  # sessions, not bars
+
+
+async def test_a_live_feed_whose_clock_is_not_on_the_bars_day_counts_no_session(tmp_path):
+    """The wall-clock rule itself: bars of a day the clock does not read (history pushed
+    through the feed days later) trade no session."""
+    engine = open_database(str(tmp_path / "late.db"))
+    run_id = await kite_paper_run(engine, sessions=2, clock_lag_days=3)
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).one()
+    assert run.feed_kind == KITE_FEED and run.sessions_json is None
