@@ -12,7 +12,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.commands import doctor, features, kite, models, promotion, runs, strategies, trading
+from app.commands import (
+    doctor,
+    features,
+    kite,
+    models,
+    promotion,
+    reports,
+    runs,
+    strategies,
+    trading,
+)
 from app.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -26,7 +36,7 @@ from config.settings import SettingsError
 from engine.data.quality import DataError
 
 #: command modules, each adding its sub-commands with ``register(subparsers)``
-COMMAND_MODULES = (trading, runs, promotion, strategies, features, models, kite, doctor)
+COMMAND_MODULES = (trading, runs, reports, promotion, strategies, features, models, kite, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,7 @@ METRIC_KINDS: Final[dict[str, Kind]] = {
     "final_equity": "inr",
     "initial_capital": "inr",
     "trade_count": "count",
+    "max_drawdown_bars": "count",
     "max_drawdown_days": "days",
     "turnover": "times",
 }

@@ -8,10 +8,13 @@ import asyncio
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.commands.data_options import data_overrides
 from engine.session import SessionResult
+
+if TYPE_CHECKING:
+    from engine.data.loader import LoadedBars
 
 
 def iso_date(text: str) -> date:
@@ -122,14 +125,20 @@ def run_and_report(
         run_backtest(bars, strategy, settings, recorder, progress=not args.no_progress)
     )
     print(bars.quality)
-    print_result(args, result)
+    print_result(args, result, bars, label)
     return 0
 
 
-def print_result(args: argparse.Namespace, result: SessionResult) -> None:
+def print_result(
+    args: argparse.Namespace,
+    result: SessionResult,
+    bars: LoadedBars | None = None,
+    data_label: str | None = None,
+) -> None:
     """What every mode prints and exports at the end: which data a model saw (a WARNING when
     the run is not out-of-sample), metrics, the model's calls, the run id, and ``--json`` /
-    ``--report`` when asked for (one result shape for every mode)."""
+    ``--report`` when asked for (one result shape for every mode; ``bars``, when at hand,
+    give the report its price charts)."""
     from app.overlap import describe
 
     model_data = result.extra.get("model_data")
@@ -147,7 +156,7 @@ def print_result(args: argparse.Namespace, result: SessionResult) -> None:
     if args.report:
         from app.report import write_report_for_result
 
-        write_report_for_result(result, args.report)
+        write_report_for_result(result, args.report, bars, data_label)
         print(f"report: {args.report}")
 
 

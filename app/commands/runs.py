@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from engine.store.database import open_database
@@ -99,11 +98,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def register_reports(sub: Any) -> None:
-    report = sub.add_parser("report", help="self-contained HTML report of a stored run")
-    report.add_argument("run_id")
-    report.add_argument("--out", type=Path, required=True)
-    report.add_argument("--db")
-    report.set_defaults(func=cmd_report)
     compare = sub.add_parser("compare", help="a paper run against a backtest of the same days")
     compare.add_argument("paper_run")
     compare.add_argument("backtest_run")
@@ -116,18 +110,6 @@ def register_reports(sub: Any) -> None:
     compare.add_argument("--db")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_compare)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from app.report import render_report
-    from engine.store.queries import load_equity
-
-    engine = open_database(args.db)
-    run = load_run(engine, args.run_id)
-    ts, equity = load_equity(engine, args.run_id)
-    args.out.write_text(render_report(run, ts, equity), encoding="utf-8")
-    print(f"report: {args.out}")
-    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

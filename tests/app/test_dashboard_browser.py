@@ -24,17 +24,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from engine.store.schema import EquityRow, PositionRow, RiskEventRow, RunRow
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.paths import ROOT
-
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"

@@ -56,7 +56,8 @@ def test_paper_replay_at_max_speed_equals_the_backtest(tmp_path, nifty_path):
     assert results["paper"]["trades"] == results["backtest"]["trades"]
     for mode, run in (("backtest", backtest), ("paper", paper)):
         page = out[mode][1].read_text()
-        assert f"mode <b>{mode}</b>" in page and run.run_id in page
+        assert f'<tr data-key="mode"><th>mode</th><td><b>{mode}</b></td></tr>' in page
+        assert run.run_id in page
 
 
 def test_model_paper_replay_equals_the_backtest(tmp_path, nifty_path):
