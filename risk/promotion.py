@@ -283,7 +283,7 @@ def evaluate(
     )
     result = GateResult(True)
     result.evidence["strategy_key"] = bt.strategy_key
-    result.evidence["backtest"] = {"kind": bt.kind, **bt.record}
+    result.evidence["backtest"] = {"kind": bt.kind, "ref": bt.ref, **bt.record}
     result.reasons.extend(_backtest_gates(bt, rules))
     paper = PaperEvidence()
     for run_id in paper_ids:

@@ -54,7 +54,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     backtest, paper = result.evidence["backtest"], result.evidence.get("paper", {})
     print(
         f"strategy key {result.evidence['strategy_key'][:12]}: {backtest['kind']} "
-        f"{backtest['run_id']} Sharpe {format_metric('sharpe', backtest['sharpe'])}, "
+        f"{backtest['ref']} Sharpe {format_metric('sharpe', backtest['sharpe'])}, "
         f"max drawdown {format_metric('max_drawdown', backtest['max_drawdown'])}; paper on "
         f"live prices {paper.get('trading_days', 0)} sessions, "
         f"P&L {format_metric('total_pnl', paper.get('pnl', 0.0))}"

@@ -8,12 +8,16 @@ trading on (the fake) Kite's live prices counts the sessions it traded by the wa
 from __future__ import annotations
 
 import json
+from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.cli import main
+from config.settings import PromotionSettings
 from engine.store.database import open_database
 from engine.store.schema import KITE_FEED, REPLAY_FEED, PromotionRow, RunRow
+from risk.promotion import evaluate
+from tests.support import stored_runs
 from tests.support.kite_paper import kite_paper_run
 
 STRATEGY = ["--strategy", "sma_cross", "--param", "fast=3", "--param", "slow=8"]
@@ -75,3 +79,34 @@ async def test_a_live_feed_whose_clock_is_not_on_the_bars_day_counts_no_session(
     with engine.connect() as conn:
         run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).one()
     assert run.feed_kind == KITE_FEED and run.sessions_json is None
+
+
+async def test_a_resumed_kite_paper_run_keeps_the_sessions_it_traded(tmp_path):
+    engine = open_database(str(tmp_path / "resume.db"))
+    run_id = await kite_paper_run(engine, sessions=2)
+    again = await kite_paper_run(engine, sessions=1, first_day=date(2024, 6, 5), resume=run_id)
+    assert again == run_id
+    with engine.connect() as conn:
+        run = conn.execute(select(RunRow).where(RunRow.run_id == run_id)).one()
+    assert json.loads(run.sessions_json) == ["2024-06-03", "2024-06-04", "2024-06-05"]
+
+
+async def test_a_database_from_before_feeds_gains_the_columns_in_place(tmp_path):
+    """Runs stored before feeds were recorded: the columns are added on open, nothing stored
+    is lost, and such a paper run is refused as paper evidence, saying why."""
+    db = str(tmp_path / "old.db")
+    engine, bt, paper = await stored_runs(db, 2)
+    with engine.begin() as conn:  # the table as an older version made it
+        for column in ("feed_kind", "sessions_json", "model_calls_json"):
+            conn.execute(text(f"ALTER TABLE runs DROP COLUMN {column}"))
+    engine.dispose()
+    reopened = open_database(db)
+    with reopened.connect() as conn:
+        rows = {r.run_id: r for r in conn.execute(select(RunRow)).all()}
+    assert rows.keys() == {bt, paper} and rows[paper].feed_kind is None
+    assert rows[paper].bars_processed > 0
+    result = evaluate(reopened, bt, [paper], PromotionSettings())
+    assert any(
+        f"paper run {paper} records no feed (stored before runs recorded theirs)" in r
+        for r in result.reasons
+    )

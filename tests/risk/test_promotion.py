@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from app.cli import main
 from config.settings import PromotionSettings, load_settings
 from engine.pipeline import run_config
-from risk.promotion import LiveRefused, check_live_allowed, evaluate, record, strategy_key
+from risk.promotion import (
+    LiveRefused,
+    backtest_run_evidence,
+    check_live_allowed,
+    evaluate,
+    record,
+    strategy_key,
+)
 from strategies.sma_cross import SmaCross, SmaCrossParams
 from tests.support import PARAMS, stored_runs
 from tests.support.kite_paper import kite_paper_run
@@ -100,3 +108,27 @@ def test_strategy_key_ignores_capital_and_mode_but_not_params():
     b = run_config(load_settings("live", capital=10_000), SmaCross(PARAMS))
     c = run_config(load_settings("live"), SmaCross(SmaCrossParams(2, 7, 10)))
     assert strategy_key(a) == strategy_key(b) != strategy_key(c)
+
+
+async def test_a_study_as_backtest_evidence_meets_the_same_gates_and_its_folds(tmp_path):
+    """The shape a walk-forward study will hand ``evaluate``: Sharpe and drawdown of its
+    stitched out-of-sample curve, and the share of profitable folds (``PromotionSettings``)."""
+    engine, bt, _ = await stored_runs(tmp_path / "s.db", paper_days=1)
+    paper = await kite_paper_run(engine, sessions=3)
+    rules = PromotionSettings(min_paper_days=3)
+    study = dataclasses.replace(
+        backtest_run_evidence(engine, bt), kind="walk-forward study", ref="study-1",
+        folds=(1, 4), record={"study_id": "study-1"},
+    )  # fmt: skip
+    result = evaluate(engine, study, [paper], rules)
+    assert result.reasons == ["1 of 4 folds profitable, fewer than 50%"]
+    assert result.evidence["backtest"] == {
+        "kind": "walk-forward study",
+        "ref": "study-1",
+        "study_id": "study-1",
+    }
+    assert evaluate(engine, dataclasses.replace(study, folds=(3, 4)), [paper], rules).approved
+    weak = dataclasses.replace(study, folds=(3, 4), sharpe=0.4)
+    assert evaluate(engine, weak, [paper], rules).reasons == [
+        "walk-forward study (stitched out-of-sample) Sharpe 0.40 is not > 1.5"
+    ]

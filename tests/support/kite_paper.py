@@ -76,11 +76,13 @@ async def kite_paper_run(
     first_day: date = date(2024, 6, 3),
     prices: list[int] = PROFIT_DAY,
     clock_lag_days: int = 0,
+    resume: str | None = None,
 ) -> str:
     """A ``trader paper --feed kite`` run of sma_cross on INFY through the fake Kite, one
     ``prices`` path per trading day from 09:15 IST, the wall clock ten seconds behind each tick
     (and ``clock_lag_days`` days later: old bars pushed as if live); returns its run id
-    (stopped by its operator after the last day, as a daemon would be)."""
+    (stopped by its operator after the last day, as a daemon would be). ``resume``: continue
+    that stopped run instead (``trader paper --feed kite --resume RUN``)."""
     from app.runners.live import kite_source
     from app.runners.paper import trading_session
 
@@ -92,7 +94,7 @@ async def kite_paper_run(
             settings, fake.settings(), fake.credentials(), ["INFY"], flush_interval_s=None
         )
         session = trading_session(
-            source, SmaCross(params), settings, engine, wall_clock=lambda: now[0]
+            source, SmaCross(params), settings, engine, resume=resume, wall_clock=lambda: now[0]
         )
         task = asyncio.create_task(session.run())
         await fake.ticker.wait_subscribed([INFY], "full")
