@@ -103,6 +103,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if args.feed == "kite":
         return _paper_on_kite(args, prepared)
     bars, label = _feed_bars(args, prepared[0])
+    print(
+        "replaying stored bars: research, not paper evidence — `trader promote` counts only the "
+        "sessions traded on live prices (--feed kite)"
+    )
     from app.daemon import run_daemon
 
     return run_daemon(args, prepared, bars, label, speed)

@@ -33,6 +33,7 @@ def test_a_max_speed_replay_without_costs_is_not_paper_evidence(tmp_path, nifty_
     db = str(tmp_path / "probe.db")
     replay = ["paper", "--feed", f"replay:{nifty_path}", "--speed", "max", *STRATEGY, *PERIOD]
     assert main([*replay, "--db", db]) == 0
+    assert "replaying stored bars: research, not paper evidence" in capsys.readouterr().out
     assert main(["backtest", "--data", str(nifty_path), *STRATEGY, *PERIOD, "--db", db]) == 0
     runs = _runs(db)
     paper, backtest = runs["paper"], runs["backtest"]
