@@ -46,8 +46,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _run_bars(run: dict[str, Any], paths: list[str], ts: Any) -> tuple[Any, str]:
     """The bar files read as the run read them (its interval, hours and data settings), within
     its period; the label says when they are not the bars the run had (another fingerprint —
-    which covers the files and the run's ``--start-date`` / ``--end-date``: tried as the run's
-    first and last bar days, then as not given)."""
+    which covers the files and the run's ``--start-date`` / ``--end-date``)."""
     from config.sessions import epoch_ns
     from config.settings import EngineSettings
     from engine.data.loader import load_bars
@@ -63,11 +62,13 @@ def _run_bars(run: dict[str, Any], paths: list[str], ts: Any) -> tuple[Any, str]
 
     first = ts_to_ist(int(ts[0])).date() if len(ts) else None
     last = ts_to_ist(int(ts[-1])).date() if len(ts) else None
-    bars = load(first, last)
-    if bars.fingerprint != run["data_fingerprint"] and first is not None:
-        whole = load(None, None)
-        if whole.fingerprint == run["data_fingerprint"]:
-            bars = whole
+    # the fingerprint covers --start-date / --end-date as given: try the run's first and last
+    # bar days for each, then neither
+    tries = dict.fromkeys([(first, last), (None, last), (first, None), (None, None)])
+    for start, end in tries:
+        bars = load(start, end)
+        if bars.fingerprint == run["data_fingerprint"]:
+            break
     label = ", ".join(paths)
     if bars.fingerprint != run["data_fingerprint"]:
         label += f" (fingerprint {bars.fingerprint}: not the run's data)"

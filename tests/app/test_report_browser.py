@@ -26,9 +26,10 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
+# no --start-date: `trader report --data` must still find the bars the run had (its fingerprint)
 ARGS = ["--interval", "15minute", "--strategy", "sma_cross", "--param", "fast=3",
-        "--param", "slow=8", "--param", "qty=5", "--start-date", "2021-01-01",
-        "--end-date", "2021-02-26", "--slippage-bps", "1"]  # fmt: skip
+        "--param", "slow=8", "--param", "qty=5", "--end-date", "2021-02-26",
+        "--slippage-bps", "1"]  # fmt: skip
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PCT = re.compile(r"^-?[\d,]+\.\d{1,2}%$")
 RATIO = re.compile(r"^-?[\d,]+\.\d{2}$")
@@ -146,5 +147,6 @@ def test_backtest_report_and_stored_run_report_in_chromium(tmp_path, nifty_path,
     # the same header whichever command wrote it (the stored run adds when it was created)
     same = {k: v for k, v in from_store["header"].items() if k not in ("created", "feed", "params")}
     assert same == {k: v for k, v in from_backtest["header"].items() if k in same}
+    assert "not the run's data" not in from_store["header"]["data"]
     assert from_store["header"]["feed"] == "replay" and "UTC" in from_store["header"]["created"]
     assert from_backtest["metrics"] == from_store["metrics"]
