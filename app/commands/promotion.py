@@ -59,6 +59,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         f"live prices {paper.get('trading_days', 0)} sessions, "
         f"P&L {format_metric('total_pnl', paper.get('pnl', 0.0))}"
     )
+    for run in paper.get("runs", []):
+        span = f", {run['first_session']} → {run['last_session']}" if run["sessions"] else ""
+        print(
+            f"  paper {run['run_id']}: feed {run['feed']}, {run['sessions']} sessions traded"
+            f"{span}, P&L {format_metric('total_pnl', run['pnl'])}"
+        )
     if result.approved:
         print(f"promotion #{promotion_id} to {args.to}: APPROVED")
         return 0

@@ -111,3 +111,20 @@ async def test_a_database_from_before_feeds_gains_the_columns_in_place(tmp_path)
         f"paper run {paper} records no feed (stored before runs recorded theirs)" in r
         for r in result.reasons
     )
+
+
+async def test_promote_approves_forward_paper_sessions_on_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    """The gate is a setting (``promotion.min_paper_days``, here 3 through the environment);
+    the CLI says which sessions each paper run traded."""
+    db = tmp_path / "ok.db"
+    engine, bt, _ = await stored_runs(db, 1)
+    paper = await kite_paper_run(engine, sessions=3)
+    capsys.readouterr()
+    monkeypatch.setenv("TRADER_PROMOTION__MIN_PAPER_DAYS", "3")
+    promote = ["promote", "--to", "live", "--backtest", bt, "--paper", paper, "--db", str(db)]
+    assert main(promote) == 0
+    out = capsys.readouterr().out
+    assert "APPROVED" in out and "paper on live prices 3 sessions" in out
+    assert f"paper {paper}: feed kite, 3 sessions traded, 2024-06-03 → 2024-06-05" in out
