@@ -250,6 +250,12 @@ def _trades_table(trades: list[dict[str, Any]]) -> str:
     )
 
 
+def _quality_line(quality: dict[str, Any]) -> str:
+    if "rows_read" not in quality:
+        return "no bar files read (a live feed: bars built from ticks)"
+    return f"{int(quality['rows_read']):,} rows read, {int(quality.get('bars_out', 0)):,} bars used"
+
+
 STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;max-width:1000px;color:#1f2328}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #d0d7de;padding:3px 8px;
@@ -304,8 +310,7 @@ def render_report(
 <h2>Prices, entries and exits</h2>{_price_section(run, bars)}
 {_model_calls_section(run)}
 <h2>Trades ({len(trades):,})</h2>{_trades_table(trades)}
-<h2>Data quality</h2><p>{quality.get("rows_read", "")} rows read,
-{quality.get("bars_out", "")} bars used</p><table id="quality">{q_rows}</table>
+<h2>Data quality</h2><p>{_quality_line(quality)}</p><table id="quality">{q_rows}</table>
 </body></html>
 """
 

@@ -70,6 +70,11 @@ async def test_paper_on_kite_prices_counts_the_sessions_it_traded(tmp_path):
     assert run.feed_kind == KITE_FEED and run.mode == "paper"
     assert json.loads(run.sessions_json) == ["2024-06-03", "2024-06-04", "2024-06-05"]
     assert run.bars_processed > 3 * 10  # sessions, not bars
+    report = tmp_path / "kite.html"
+    assert main(["report", run_id, "--out", str(report), "--db", str(tmp_path / "kite.db")]) == 0
+    page = report.read_text()
+    assert "<td>kite · 3 sessions traded by the wall clock</td>" in page
+    assert "price charts need the run's bars" in page  # none stored for a live feed
 
 
 async def test_a_live_feed_whose_clock_is_not_on_the_bars_day_counts_no_session(tmp_path):
