@@ -12,8 +12,9 @@ exact key. The gates (every threshold in ``config.settings.PromotionSettings``, 
   key, covering ≥ 20 trading sessions actually traded by the wall clock (``runs.sessions_json``
   — not bars, not replay time), with positive P&L and max drawdown < 20%. A historical replay,
   at any speed and on any data, is research: refused, saying why;
-- every piece of evidence ran with the costs and slippage the live configuration will have:
-  ``--costs none``, other cost rates or less slippage are refused, naming the setting.
+- every piece of evidence ran with at least the costs and slippage the live configuration
+  will have: ``--costs none``, lower cost rates or less slippage are refused, naming the
+  setting.
 
 Refusals are recorded too, with the same evidence, so the history of attempts is auditable.
 
@@ -176,8 +177,9 @@ def _backtest_gates(evidence: BacktestEvidence, rules: PromotionSettings) -> lis
 
 
 def cost_reasons(label: str, settings: dict[str, Any], live: EngineSettings) -> list[str]:
-    """Why evidence run with ``settings`` does not carry the costs and slippage the live
-    configuration will pay (none when it does): without them P&L and Sharpe are overstated."""
+    """Why evidence run with ``settings`` carries less than the costs and slippage the live
+    configuration will pay (none when it carries as much or more): with less, P&L and Sharpe
+    are overstated."""
     costs = settings.get("costs", {})
     live_costs = live.costs.model_dump(mode="json")
     if costs.get("model") == "none" and live_costs["model"] != "none":
@@ -185,11 +187,14 @@ def cost_reasons(label: str, settings: dict[str, Any], live: EngineSettings) -> 
             f"{label} was run with --costs none (costs.model=none); live trading pays "
             f"{live_costs['model']} charges, so its P&L is overstated"
         ]
+    if live_costs["model"] == "none":
+        return []  # live pays nothing: evidence with charges is only more conservative
+    # every rate (and the brokerage cap) is one where less understates what live will pay
     reasons = [
-        f"{label} was run with costs.{name}={costs.get(name)!r}; the live configuration has "
-        f"{value!r}"
+        f"{label} was run with costs.{name}={costs.get(name)!r}, less than the live "
+        f"configuration's {value!r}"
         for name, value in live_costs.items()
-        if costs.get(name) != value
+        if isinstance(value, int | float) and float(costs.get(name, 0.0)) < value
     ]
     slippage = float(settings.get("execution", {}).get("slippage_bps", 0.0))
     if slippage < live.execution.slippage_bps:

@@ -90,6 +90,17 @@ async def test_evidence_without_the_live_costs_or_slippage_is_refused_naming_the
         f"paper run {free} was run with --costs none (costs.model=none); live trading pays "
         "zerodha charges, so its P&L is overstated"
     ]
+    cheap = await kite_paper_run(
+        engine, 3,
+        settings=load_settings("paper", interval="1minute", costs={"brokerage_pct": 0.01}),
+    )  # fmt: skip
+    assert evaluate(engine, bt, [cheap], rules).reasons == [
+        f"paper run {cheap} was run with costs.brokerage_pct=0.01, less than the live "
+        "configuration's 0.03"
+    ]
+    # charging more than live will is only conservative
+    assert evaluate(engine, bt, [cheap], rules, live=load_settings("live", costs={
+        "brokerage_pct": 0.01})).approved  # fmt: skip
     slipping = load_settings("live", execution={"slippage_bps": 2.0})
     result = evaluate(engine, bt, [free], rules, live=slipping)
     assert any(f"backtest {bt} was run with execution.slippage_bps=0" in r for r in result.reasons)
