@@ -369,6 +369,7 @@ class TradingSession:
             self.source.interval_minutes, pf.turnover, pf.total_costs,
             session=self.settings.session.times,
         )  # fmt: skip
+        metrics["total_slippage"] = float(pf.total_slippage)  # already inside the fill prices
         status.outcome = outcome
         status.finished = outcome == "finished"
         recorder = self.recorder

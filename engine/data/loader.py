@@ -24,7 +24,7 @@ Row numbers in messages are 1-based data rows in file order (the CSV header is n
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -315,8 +315,12 @@ def load_bars(
     *,
     session: SessionTimes,
     data: DataSettings | None = None,
+    symbols: Sequence[str] | None = None,
 ) -> LoadedBars:
     """Load, validate and resample bars from files/directories; see the module doc for outcomes.
+
+    ``symbols``: the universe to keep from what the files hold (all of it when None); a name
+    the files do not hold is refused, naming the ones they do.
 
     ``session``: the run's hours (``settings.session.times``); part of the fingerprint, since
     other hours keep other bars. ``data``: the run's ``settings.data`` (how timestamps are
@@ -337,6 +341,9 @@ def load_bars(
     if not frames:
         raise DataError(f"{source}: no bar files among them\n{quality}")
     options = f"{minutes}|{start_date}|{end_date}|{session}{_data_options(data)}"
+    if symbols:
+        frames = _universe(frames, list(symbols), source)
+        options += f"|symbols={','.join(sorted(set(symbols)))}"
     return assemble_bars(
         frames,
         quality,
@@ -347,6 +354,18 @@ def load_bars(
         session=session,
         source=", ".join(map(str, files)),
     )
+
+
+def _universe(frames: list[pd.DataFrame], symbols: list[str], source: str) -> list[pd.DataFrame]:
+    """The rows of ``symbols`` only; an unknown name is bad input naming what is there."""
+    available = sorted(set().union(*(set(f["symbol"].unique()) for f in frames)))
+    unknown = [s for s in symbols if s not in available]
+    if unknown:
+        raise DataError(
+            f"symbol(s) {', '.join(unknown)} not in {source}; available: {', '.join(available)}"
+        )
+    kept = [f[f["symbol"].isin(symbols)] for f in frames]
+    return [f for f in kept if len(f)]
 
 
 def assemble_bars(

@@ -77,6 +77,8 @@ class RunRecorder:
         #: what the app layer measured about a model's training data against this run's
         #: period (``app/overlap.py``); written with the run's first row
         self.model_data: dict[str, Any] | None = None
+        #: how the app started the run (``app/commands/launch.py``); written with its first row
+        self.launch: dict[str, Any] | None = None
 
     def start(
         self,
@@ -111,6 +113,7 @@ class RunRecorder:
                         model_data_json=(
                             None if self.model_data is None else json.dumps(self.model_data)
                         ),
+                        launch_json=None if self.launch is None else json.dumps(self.launch),
                         **self.lease.claim_values(conn),
                     )
                 )
@@ -177,6 +180,7 @@ class RunRecorder:
                 price=f.price,
                 costs=f.costs,
                 reason=f.reason,
+                slippage=f.slippage,
             )
         )
 

@@ -215,7 +215,8 @@ def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys):
         run = conn.execute(select(RunRow)).one()
     config = json.loads(run.config_json)
     assert run.strategy == "model" and config["model_hash"]
-    assert list((tmp_path / "m").glob("intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
+    # one directory per training recipe under --model-dir: two trainings never mix checkpoints
+    assert list((tmp_path / "m").glob("*/intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
     # the sessions it backtests on are after everything the model saw, and the run says so
     assert "model data: out-of-sample" in printed and "WARNING" not in printed
     assert result["in_sample_fraction"] == 0.0 == run.in_sample_fraction
