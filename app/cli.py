@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from app.commands import doctor, features, kite, models, runs, strategies, trading
+from app.commands.help_format import show_defaults
 from app.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    show_defaults(parser)  # every option's default in --help (app/commands/help_format.py)
     return parser
 
 
