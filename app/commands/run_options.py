@@ -182,6 +182,9 @@ def print_result(args: argparse.Namespace, result: SessionResult) -> None:
     calls = result.extra.get("model_calls")
     if calls:
         print(format_model_calls(calls))
+    probabilities = result.extra.get("model_probabilities")
+    if probabilities:
+        print(format_probability_range(probabilities))
     if result.run_id:
         from engine.store.database import database_url, shown_url
 
@@ -245,6 +248,24 @@ def format_metrics(metrics: dict[str, Any], result: Any) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def format_probability_range(probabilities: dict[str, Any]) -> str:
+    """Quantiles of P(BUY) and P(SELL) on the backtest period, and how often the run's
+    ``entry_threshold`` was reached: thresholds chosen from what the model says, not guessed."""
+    names = {0.0: "min", 0.5: "median", 1.0: "max"}
+    labels = [names.get(q, pct(q, 0)) for q in probabilities["quantiles"]]
+    lines = [f"model probabilities on this period ({probabilities['bars']:,} predicted bars):"]
+    for side in ("BUY", "SELL"):
+        values = probabilities[side]
+        shown = " · ".join(f"{label} {v:.3f}" for label, v in zip(labels, values, strict=True))
+        lines.append(f"  P({side:<4}) {shown}")
+    if "entry_threshold" in probabilities:
+        lines.append(
+            f"  entry_threshold {probabilities['entry_threshold']:.2f} reached on "
+            f"{pct(probabilities['entry_threshold_reached'])} of them"
+        )
+    return "\n".join(lines)
 
 
 def format_model_calls(calls: dict[str, Any]) -> str:

@@ -48,6 +48,8 @@ async def run_backtest(
             bar_progress.close()
     if ahead is not None:
         result.extra["model_calls"] = ahead.score()
+        threshold = getattr(getattr(strategy, "p", None), "entry_threshold", None)
+        result.extra["model_probabilities"] = ahead.probability_range(threshold)
     add_to_result(result, model_data)
     return result
 
