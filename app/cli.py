@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.commands import doctor, features, kite, models, runs, strategies, trading
+from app.commands import data, doctor, features, kite, models, runs, strategies, trading
 from app.commands.help_format import show_defaults
 from app.errors import (
     EXIT_BAD_INPUT,
@@ -27,7 +27,7 @@ from config.settings import SettingsError
 from engine.data.quality import DataError
 
 #: command modules, each adding its sub-commands with ``register(subparsers)``
-COMMAND_MODULES = (trading, runs, strategies, features, models, kite, doctor)
+COMMAND_MODULES = (trading, runs, strategies, features, models, data, kite, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

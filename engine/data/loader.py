@@ -71,6 +71,15 @@ def expand_paths(paths: Iterable[str | Path], quality: DataQuality | None = None
     return [path for path, _ in _expand(paths, quality or DataQuality())]
 
 
+def bar_files(paths: Iterable[str | Path], quality: DataQuality) -> list[tuple[Path, bool]]:
+    """(file, lenient) for every file ``load_bars`` reads: ``lenient`` for a .txt found in a
+    directory, which is skipped rather than refused when it is not a bar table."""
+    return [
+        (path, in_directory and path.suffix.lower() in LENIENT_SUFFIXES)
+        for path, in_directory in _expand(paths, quality)
+    ]
+
+
 def _expand(paths: Iterable[str | Path], quality: DataQuality) -> list[tuple[Path, bool]]:
     """(file, found in a directory) for every file to read."""
     out: list[tuple[Path, bool]] = []
@@ -327,12 +336,11 @@ def load_bars(
     read, the bad-print rule); the parts that change the bars are in the fingerprint too."""
     data = data or DataSettings()
     quality = DataQuality()
-    listed = _expand(paths, quality)
+    listed = bar_files(paths, quality)
     minutes = parse_interval(interval, session)
     frames: list[pd.DataFrame] = []
     files: list[Path] = []
-    for path, in_directory in listed:
-        lenient = in_directory and path.suffix.lower() in LENIENT_SUFFIXES
+    for path, lenient in listed:
         frame = read_bar_file(path, quality, session=session, data=data, lenient=lenient)
         if frame is not None:
             frames.append(frame)
