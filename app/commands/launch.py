@@ -5,7 +5,8 @@ strategy, parameters, model, capital, costs, slippage, how files are read — ar
 run (``RunRow.launch_json``). A resume takes them from there. A flag given on the resume that
 differs from the stored value is refused, naming each one (status 2): the run would otherwise
 continue on other data or settings than it started with. Options about this process only
-(``--speed``, ``--port``, ``--json``, ``--report``, ``--db``) are free to change.
+(``--port``, ``--json``, ``--report``, ``--db``) are free to change, and ``--speed`` is
+remembered but may be changed (a resumed replay keeps its pace unless told otherwise).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ RECORDED = (
     "interval", "start_date", "end_date", "capital", "costs", "slippage_bps", "no_square_off",
     "date_format", "epoch_unit", "max_bar_move_pct", "outliers", "warmup_days",
 )  # fmt: skip
+#: recorded, used when not given, but a given value wins: how fast, not what, is traded
+FREE = ("speed",)
 DATES = ("start_date", "end_date")
 
 
@@ -31,7 +34,8 @@ def _stored(value: Any) -> Any:
 
 def launch_record(args: argparse.Namespace) -> dict[str, Any]:
     """The recorded options of ``args`` as JSON values."""
-    return {name: _stored(getattr(args, name)) for name in RECORDED if hasattr(args, name)}
+    names = (*RECORDED, *FREE)
+    return {name: _stored(getattr(args, name)) for name in names if hasattr(args, name)}
 
 
 def _flag(name: str) -> str:
@@ -53,6 +57,8 @@ def apply_launch(args: argparse.Namespace, command: str) -> None:
     differ = []
     for name, value in stored.items():
         given = _stored(getattr(args, name, None))
+        if given != _stored(defaults.get(name)) and name in FREE:
+            continue  # given on this resume: it wins
         if given != _stored(defaults.get(name)) and given != value:
             differ.append(f"{_flag(name)} {given!r} (the run has {value!r})")
         setattr(args, name, date.fromisoformat(value) if name in DATES and value else value)

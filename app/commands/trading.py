@@ -129,11 +129,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_paper(args: argparse.Namespace) -> int:
     from app.runners.paper import parse_speed
 
-    speed = parse_speed(args.speed)
+    parse_speed(args.speed)  # a bad --speed is refused before anything is read
     if args.resume:
-        apply_launch(args, "paper")  # the run's own feed, data and settings
+        apply_launch(args, "paper")  # the run's own feed, data, settings and pace
     else:
         args.feed = _resolve_feed(args.feed)
+    speed = parse_speed(args.speed)
     prepared = prepare_run(args, profile="paper")
     launch = launch_record(args)
     if args.feed == "kite":
@@ -184,12 +185,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     from brokers.kite.settings import KiteSettings
     from config.calendar import NseCalendar
     from engine.pipeline import run_config
-    from engine.store.database import open_database
+    from engine.store.database import NoDatabase, open_database
     from risk.promotion import check_live_allowed
 
     settings, strategy = prepare_run(args, profile="live")
     attach_predictor(strategy)  # a model's identity is part of the configuration promoted
-    engine = open_database(args.db)
+    try:  # a promotion is stored in the database: none there, none given
+        engine = open_database(args.db, create=False)
+    except NoDatabase as exc:
+        raise UserError(f"no approved promotion to live: {exc}") from None
     promotion = check_live_allowed(
         engine, run_config(settings, strategy), settings.capital, settings.promotion,
         args.i_understand_this_is_live,

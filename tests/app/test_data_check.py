@@ -24,8 +24,9 @@ def test_data_check_reports_what_a_run_reads_from_real_nse_bars(
     loaded = load_bars([NSE_DIR], "1minute", session=NSE)  # what a 1-minute run reads
     assert sum(f["bars_kept"] for f in files.values()) == len(loaded.frame)
     assert sum(f["rows_read"] for f in files.values()) == loaded.quality.rows_read
-    assert sum(f["dropped"]["outside_session"] for f in files.values()) == (
-        loaded.quality.dropped["outside_session"]
+    assert (
+        sum(f["dropped"]["outside_session"] for f in files.values())
+        == (loaded.quality.dropped["outside_session"])
     )
     nifty = files["NIFTY50_1min_2021.parquet"]
     assert nifty["symbols"] == ["NIFTY 50"] and nifty["interval_minutes"] == 1
