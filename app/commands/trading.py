@@ -132,7 +132,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     parse_speed(args.speed)  # a bad --speed is refused before anything is read
     if args.resume:
         apply_launch(args, "paper")  # the run's own feed, data, settings and pace
-    else:
+    if args.feed is None:  # a new run, or one stored before runs recorded how they started
         args.feed = _resolve_feed(args.feed)
     speed = parse_speed(args.speed)
     prepared = prepare_run(args, profile="paper")
