@@ -14,15 +14,15 @@ from typing import Any, TextIO
 from app.errors import UserError
 
 KINDS = {
-    "trades": "closed trades: entry and exit times and prices, P&L, costs",
-    "fills": "every fill: time, side, quantity, price, charges, slippage",
-    "equity": "the equity curve: one row per bar",
+    "trades": "a run's closed trades (entry and exit times and prices, P&L, costs)",
+    "fills": "a run's fills (time, side, quantity, price, charges, slippage)",
+    "equity": "a run's equity curve (one row per bar)",
 }
 
 
 def register(rsub: Any, db_help: str) -> None:
     for kind, what in KINDS.items():
-        p = rsub.add_parser(kind, help=f"a run's {what}, as CSV")
+        p = rsub.add_parser(kind, help=f"{what} as CSV")
         p.add_argument("run_id")
         p.add_argument("--csv", type=Path, metavar="OUT", help="write here (default: stdout)")
         p.add_argument("--db", help=db_help)

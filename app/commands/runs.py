@@ -1,4 +1,5 @@
-"""``trader runs list`` and ``trader runs show RUN_ID``: read stored runs back."""
+"""``trader runs list|show|trades|fills|equity``, ``report`` and ``compare``: read stored runs
+back. Reading never creates a database (``read_database``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from app.commands import run_exports
 from app.readable import format_metric, inr, ist, utc
 from engine.store.database import NoDatabase, database_url, open_database, shown_url
 from engine.store.queries import load_run, run_lease, runs_query
@@ -30,8 +32,6 @@ def register(sub: Any) -> None:
     show.add_argument("--db", help=DB_HELP)
     show.add_argument("--json", action="store_true", help="machine-readable")
     show.set_defaults(func=cmd_show)
-    from app.commands import run_exports
-
     run_exports.register(rsub, DB_HELP)
     register_reports(sub)
     register_promotion(sub)
