@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from strategies.model_strategy import ModelStrategyParams
+from strategies.model_strategy import ModelStrategy, ModelStrategyParams
 from strategies.sizing import shares
 
 RUN = [
@@ -64,3 +64,13 @@ def test_the_rule_and_the_model_strategys_parameters() -> None:
     ModelStrategyParams(sizing="fraction", fraction=0.5).validate()
     with pytest.raises(ValueError, match="fraction=0"):
         ModelStrategyParams(sizing="fraction", fraction=0.0).validate()
+
+
+def test_the_model_strategy_sizes_by_fraction_of_equity_and_by_rupees() -> None:
+    by_equity = ModelStrategy(ModelStrategyParams(sizing="fraction", fraction=0.2))
+    by_amount = ModelStrategy(ModelStrategyParams(sizing="notional", notional=50_000.0))
+    for strategy in (by_equity, by_amount):
+        strategy._close[3] = 250.0  # the last close it saw for sid 3
+    assert by_equity._size(3, 1_000_000.0) == 800 and by_equity._size(3, 500_000.0) == 400
+    assert by_amount._size(3, 1_000_000.0) == 200 == by_amount._size(3, 10.0)
+    assert by_equity._size(4, 1_000_000.0) == 0  # no price yet: no entry
