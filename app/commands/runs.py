@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,10 +85,14 @@ def _created(stored: str) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from app.commands.run_options import metric_lines
 
-    run = load_run(read_database(args.db), args.run_id)
+    engine = read_database(args.db)
+    run = load_run(engine, args.run_id)
     if args.json:
         print(json.dumps(run, indent=2, default=str))
         return 0
+    from engine.store.queries import load_launch
+
+    launch = load_launch(engine, args.run_id)
     print(
         f"run {run['run_id']}  mode={run['mode']}  strategy={run['strategy']}  "
         f"status={run['status']}  created {_created(run['created_at'])}"
@@ -104,6 +109,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"bars {run['bars_processed']:,}  orders {run['orders']:,}  fills {run['fills']:,}"
     )
     print("params:", json.dumps(run["config"].get("params", {})))
+    if launch:
+        print(f"started with: {started_with(launch)}")
+    if run["mode"] == "paper" and run["status"] in ("stopped", "failed", "stale"):
+        db = f" --db {args.db}" if args.db else ""
+        print(f"resume: trader paper --resume {run['run_id']}{db}")
     if run["model_data"] is not None:
         from app.overlap import describe
 
@@ -132,6 +142,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     for e in run["risk_events"][:10]:
         print(f"  {_ist(e['time'])} {e['kind']} {e['gate']} {e['symbol']} {e['reason']}")
     return 0
+
+
+def started_with(launch: dict[str, Any]) -> str:
+    """The stored options as flags (``app/commands/launch.py``), those with a value."""
+    parts = []
+    for name, value in launch.items():
+        flag = "--" + name.replace("_", "-")
+        if value in (None, False, [], ""):
+            continue
+        if value is True:
+            parts.append(flag)
+        else:
+            for each in value if isinstance(value, list) else [value]:
+                parts.append(f"{flag} {shlex.quote(str(each))}")
+    return " ".join(parts)
 
 
 def _ist(iso: str) -> str:

@@ -82,6 +82,10 @@ def test_a_newcomers_first_session(
     assert f"paper session stopped (resume: trader paper --resume {paper_id})" in out
     stopped = next(r for r in stored(db) if r.run_id == paper_id)
     assert stopped.status == "stopped"
+    assert main(["runs", "show", paper_id]) == 0
+    shown = capsys.readouterr().out
+    assert f"resume: trader paper --resume {paper_id}\n" in shown
+    assert f"started with: --feed replay:{NIFTY} " in shown and "--speed 40000x" in shown
 
     documented("trader paper --resume RUN_ID ")
     assert main(["paper", "--resume", paper_id, "--speed", "max"]) == 0  # the id (and pace)
