@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from app.commands.runs import DB_HELP
 from engine.store.database import open_database
 
 
@@ -27,7 +28,7 @@ def register(sub: Any) -> None:
         help="accept evidence that overlaps the model's training or validation data, or whose "
         "model has unknown provenance; the reason is recorded with the promotion",
     )
-    promote.add_argument("--db")
+    promote.add_argument("--db", help=DB_HELP)
     promote.set_defaults(func=cmd_promote)
 
 
@@ -37,7 +38,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from config.settings import load_settings
     from risk.promotion import evaluate, record
 
-    engine = open_database(args.db)
+    engine = open_database(args.db, create=False)
     live = load_settings("live")
     result = evaluate(
         engine, args.backtest, args.paper, live.promotion, args.allow_in_sample, live=live

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from app.commands.runs import DB_HELP
 from engine.store.database import open_database
 
 
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="the run's bar files (repeatable), for price charts with entries and exits",
     )
-    report.add_argument("--db")
+    report.add_argument("--db", help=DB_HELP)
     report.set_defaults(func=cmd_report)
 
 
@@ -34,7 +35,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from app.report import render_report
     from engine.store.queries import load_equity, load_run
 
-    engine = open_database(args.db)
+    engine = open_database(args.db, create=False)
     run = load_run(engine, args.run_id)
     ts, equity = load_equity(engine, args.run_id)
     bars, label = (None, None) if not args.data else _run_bars(run, args.data, ts)

@@ -52,6 +52,8 @@ async def run_backtest(
         result.extra["model_calls"] = ahead.score()
         if recorder is not None and result.outcome == "finished":
             store_model_calls(recorder.engine, recorder.run_id, result.extra["model_calls"])
+        threshold = getattr(getattr(strategy, "p", None), "entry_threshold", None)
+        result.extra["model_probabilities"] = ahead.probability_range(threshold)
     add_to_result(result, model_data)
     return result
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -41,6 +42,7 @@ def trading_session(
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
     store_wait_s: float = DEFAULT_STORE_WAIT_S,
     wall_clock: Callable[[], float] = time.time,
+    launch: dict[str, Any] | None = None,
 ) -> TradingSession:
     """A daemon's session (paper, or live when ``broker_factory`` gives Kite's broker):
     per-bar commits, the online predictor, operator controls between bars. A model strategy's
@@ -51,13 +53,15 @@ def trading_session(
     over (a kill -9); ``store_wait_s``: how long a refused commit is retried, entries paused,
     before the session gives up; ``wall_clock``: epoch seconds, deciding which trading sessions
     the run traded (the run records its feed kind and those sessions: promotion evidence is
-    forward trading on live prices, never a replay) — injectable for tests."""
+    forward trading on live prices, never a replay) — injectable for tests; ``launch``: how the
+    run was started (stored with a new run, so that a resume needs only its id)."""
     if isinstance(source, LoadedBars):
         source = ReplaySource(source, speed, batch=1)
     recorder = RunRecorder(
         db, settings.mode, run_id=resume, lease_timeout_s=lease_timeout_s,
         retry=RetryPolicy(budget_s=store_wait_s),
     )  # fmt: skip
+    recorder.launch = launch
     bus = EventBus()
     # the run id namespaces a real broker's order tags: "o1" of today's run is not yesterday's
     broker = broker_factory(bus, recorder.run_id) if broker_factory else None

@@ -86,6 +86,8 @@ class RunRecorder:
         #: inject one to drive several trading days through a live feed in seconds
         self.wall_clock: Callable[[], float] = time.time
         self._sessions: set[str] | None = None  # read from the row on the first bar committed
+        #: how the app started the run (``app/commands/launch.py``); written with its first row
+        self.launch: dict[str, Any] | None = None
 
     def start(
         self,
@@ -121,6 +123,7 @@ class RunRecorder:
                             None if self.model_data is None else json.dumps(self.model_data)
                         ),
                         feed_kind=self.feed_kind,
+                        launch_json=None if self.launch is None else json.dumps(self.launch),
                         **self.lease.claim_values(conn),
                     )
                 )
@@ -187,6 +190,7 @@ class RunRecorder:
                 price=f.price,
                 costs=f.costs,
                 reason=f.reason,
+                slippage=f.slippage,
             )
         )
 

@@ -52,6 +52,9 @@ class RunRow(Base):
     # a model's calls on the run's bars against the labels realised in them (accuracy,
     # confusion matrix), when the backtest scored them: what the report shows
     model_calls_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # how the run was started (feed, data, dates, strategy and its flags) as JSON, written by
+    # the app layer, so `trader paper --resume RUN_ID` needs nothing but the id
+    launch_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # the one process that may write the run (engine/store/lease.py); times are the database
     # clock's UTC epoch seconds. Nullable: added in place to databases made before leases.
     lease_owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -100,6 +103,8 @@ class FillRow(Base):
     price: Mapped[float] = mapped_column(Float)
     costs: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
+    #: rupees against the decision price (``Fill.slippage``); NULL in databases made before
+    slippage: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class TradeRow(Base):

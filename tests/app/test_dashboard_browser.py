@@ -180,6 +180,8 @@ def test_dashboard_matches_the_database_and_its_kill_switch_flattens(
     page.goto(daemon.url + "?refresh_ms=200")
     sync_api.expect(page.locator("#mode")).to_have_text("PAPER")
     sync_api.expect(page.locator("#state")).to_have_text("ACTIVE")
+    # a replay's time is the bars' time: not a lag of years since 2021
+    sync_api.expect(page.locator("#feed-lag")).to_have_text("replay (bar time)")
     assert token not in page.content()
 
     def page_agrees_with_db() -> tuple[dict[str, Any], dict[str, Any]] | None:

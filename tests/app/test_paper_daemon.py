@@ -146,7 +146,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, nifty_path):
     assert runs(crashed)[0].status == "finished"
 
 
-def test_sigterm_stops_cleanly_and_resume_refuses_other_settings(tmp_path, nifty_path, capsys):
+def test_sigterm_stops_cleanly_resume_by_id_alone_refuses_other_flags(tmp_path, nifty_path, capsys):
     db = tmp_path / "term.db"
     proc = start_paper(db, nifty_path, "--speed", "40000x")
     run_id = wait_for_bars(db, 30, proc)
@@ -173,7 +173,14 @@ def test_sigterm_stops_cleanly_and_resume_refuses_other_settings(tmp_path, nifty
         ]
     )
     assert code == 2
-    assert "different configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--slippage-bps 5.0 (the run has 1.0)" in err and "resume with the id alone" in err
+    assert runs(db)[0].status == "stopped"  # a refused resume touches nothing
+    # the id alone: the feed, data, dates, strategy and settings come from the run
+    assert main(["paper", "--resume", run_id, "--db", str(db), "--speed", "max"]) == 0
+    assert "paper session finished" in capsys.readouterr().out
+    resumed = runs(db)[0]
+    assert resumed.status == "finished" and resumed.bars_processed > run.bars_processed
 
 
 def test_compare_and_report_on_stored_runs(tmp_path, nifty_path, capsys):
