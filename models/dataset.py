@@ -255,6 +255,13 @@ def _first_rows_at(table: FeatureTable, cut: int) -> np.ndarray:
     return first
 
 
+def purge_gap(horizon: int, gap_bars: int | None = None) -> int:
+    """Bars between the last labelled row of one period and the first row of the next: at least
+    the label horizon (a label looks ``horizon`` bars ahead), more when ``gap_bars`` asks. One
+    rule for the train/validation/test cuts and for walk-forward folds (``models.folds``)."""
+    return max(horizon, gap_bars if gap_bars is not None else horizon)
+
+
 def time_split(
     table: FeatureTable,
     ends: np.ndarray,
@@ -277,7 +284,7 @@ def time_split(
             f"train_frac ({train_frac}) and val_frac ({val_frac}) must be > 0 and leave a test "
             "period (sum < 1)"
         )
-    gap = max(horizon, gap_bars if gap_bars is not None else horizon)
+    gap = purge_gap(horizon, gap_bars)
     if len(ends) < 3:
         raise DatasetError(f"need at least 3 windows to split, have {len(ends)}")
     end_ts = table.ts_ns[ends]
