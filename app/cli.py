@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.commands import doctor, features, kite, models, runs, strategies, trading
+from app.commands import doctor, features, kite, models, runs, strategies, study, trading
 from app.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -26,7 +26,7 @@ from config.settings import SettingsError
 from engine.data.quality import DataError
 
 #: command modules, each adding its sub-commands with ``register(subparsers)``
-COMMAND_MODULES = (trading, runs, strategies, features, models, kite, doctor)
+COMMAND_MODULES = (trading, runs, strategies, features, models, study, kite, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,6 +145,16 @@ class FeatureTable:
             close=close,
         )
 
+    def select(self, keep: np.ndarray) -> FeatureTable:
+        """The rows where ``keep`` is true (order kept): e.g. a fold's training rows up to its
+        purge gap."""
+        return FeatureTable(
+            ts_ns=self.ts_ns[keep], symbol_codes=self.symbol_codes[keep], symbols=self.symbols,
+            values=np.ascontiguousarray(self.values[keep]), ready=self.ready[keep],
+            spec_hash=self.spec_hash, feature_names=self.feature_names,
+            close=None if self.close is None else self.close[keep],
+        )  # fmt: skip
+
     def fingerprint(self) -> str:
         """Content hash of the rows (keys prediction caches): any changed value changes it."""
         digest = hashlib.blake2b(digest_size=16)
