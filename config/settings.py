@@ -120,6 +120,9 @@ class PromotionSettings(_Strict):
 
     min_backtest_sharpe: float = 1.5
     max_backtest_drawdown: float = Field(0.20, gt=0, le=1)
+    min_profitable_folds: float = Field(
+        0.5, ge=0, le=1, description="walk-forward evidence: share of folds with a profit"
+    )
     min_paper_days: int = Field(20, ge=1, description="trading days (4 weeks)")
     max_paper_drawdown: float = Field(0.20, gt=0, le=1)
     live_capital_cap: float = Field(50_000.0, gt=0, description="rupees")

@@ -6,6 +6,12 @@ exact key, taken on a finished backtest (Sharpe > 1.5, max drawdown < 20%) and p
 same key covering ≥ 20 trading days with positive P&L and max drawdown < 20% (all settings).
 Refusals are recorded too, with the same evidence, so the history of attempts is auditable.
 
+The backtest evidence may instead be a walk-forward study (``--study``): the same Sharpe and
+drawdown thresholds then apply to its stitched out-of-sample curve, and at least
+``min_profitable_folds`` of its folds must have made money. A study of a parameter grid, or
+one run without costs, is refused. A model study validates a training recipe (each fold
+trained its own models before its test window); the model going live is the paper runs'.
+
 Evidence for a model must be out-of-sample: every backtest or paper run that traded a model
 records, when it starts, how much of its period the model was trained or validated on
 (``runs.in_sample_fraction``, measured by the app layer from the model file's provenance).
@@ -19,6 +25,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +38,7 @@ from config.settings import PromotionSettings
 from engine.metrics import drawdown_series
 from engine.store.queries import load_equity, run_lease, runs_query
 from engine.store.schema import PromotionRow, RunRow
+from engine.store.studies import load_study
 
 
 def strategy_key(strategy_config: dict[str, Any]) -> str:
@@ -102,45 +110,53 @@ def in_sample_reasons(run: Any) -> list[str]:
 
 def evaluate(
     engine: Engine,
-    backtest_id: str,
+    backtest_id: str | None,
     paper_ids: list[str],
     rules: PromotionSettings,
     allow_in_sample: str | None = None,
+    study_id: str | None = None,
 ) -> GateResult:
     """Check the gates on stored runs; never raises for a failed gate, only for missing runs
     (or an override without a reason).
 
+    The backtest evidence is a finished backtest run (``backtest_id``) or a walk-forward study
+    (``study_id``), whose stitched out-of-sample curve the backtest gates apply to.
     ``allow_in_sample``: the operator's reason for accepting evidence that is not out-of-sample
     for its model; the refusals it waives are recorded with it."""
     if allow_in_sample is not None and not allow_in_sample.strip():
         raise ValueError("--allow-in-sample needs the operator's reason (a non-empty text)")
+    if (backtest_id is None) == (study_id is None):
+        raise ValueError("give the backtest evidence as --backtest RUN_ID or --study STUDY_ID")
     result = GateResult(True)
     fail = result.reasons.append
-    backtest, backtest_status = _run(engine, backtest_id)
-    evidence_runs = [backtest]
-    key = strategy_key(json.loads(backtest.config_json))
-    metrics = json.loads(backtest.metrics_json or "{}")
-    result.evidence["strategy_key"] = key
-    result.evidence["backtest"] = {
-        "run_id": backtest.run_id, "mode": backtest.mode, "status": backtest_status,
-        "sharpe": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
-        "data_fingerprint": backtest.data_fingerprint, "code_version": backtest.code_version,
-        "in_sample_fraction": backtest.in_sample_fraction,
-    }  # fmt: skip
-    if backtest.mode != "backtest" or backtest_status != "finished":
-        fail(
-            f"run {backtest.run_id} is not a finished backtest ({backtest.mode}, {backtest_status})"
-        )
-    if not (metrics.get("sharpe", -np.inf) > rules.min_backtest_sharpe):
-        fail(
-            f"backtest Sharpe {metrics.get('sharpe', float('nan')):.2f} is not > "
-            f"{rules.min_backtest_sharpe}"
-        )
-    if not (metrics.get("max_drawdown", np.inf) < rules.max_backtest_drawdown):
-        fail(
-            f"backtest max drawdown {metrics.get('max_drawdown', float('nan')):.1%} is not < "
-            f"{rules.max_backtest_drawdown:.0%}"
-        )
+    evidence_runs: list[Any] = []
+    if study_id is not None:
+        same_strategy = _study_evidence(engine, study_id, paper_ids, rules, result)
+        key = result.evidence["strategy_key"]
+    else:
+        assert backtest_id is not None
+        backtest, backtest_status = _run(engine, backtest_id)
+        evidence_runs.append(backtest)
+        key = strategy_key(json.loads(backtest.config_json))
+        metrics = json.loads(backtest.metrics_json or "{}")
+        result.evidence["strategy_key"] = key
+        result.evidence["backtest"] = {
+            "run_id": backtest.run_id, "mode": backtest.mode, "status": backtest_status,
+            "sharpe": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
+            "data_fingerprint": backtest.data_fingerprint,
+            "code_version": backtest.code_version,
+            "in_sample_fraction": backtest.in_sample_fraction,
+        }  # fmt: skip
+        if backtest.mode != "backtest" or backtest_status != "finished":
+            fail(
+                f"run {backtest.run_id} is not a finished backtest "
+                f"({backtest.mode}, {backtest_status})"
+            )
+        _curve_gates(metrics, rules, "backtest", fail)
+
+        def same_strategy(config: dict[str, Any]) -> bool:
+            return strategy_key(config) == key
+
     days: set[int] = set()
     pnl = 0.0
     curves: list[np.ndarray] = []
@@ -156,7 +172,7 @@ def evaluate(
                 f"{', '.join(sorted(PAPER_EVIDENCE))} paper runs count"
             )
             continue
-        if strategy_key(json.loads(paper.config_json)) != key:
+        if not same_strategy(json.loads(paper.config_json)):
             fail(f"paper run {run_id} traded a different strategy configuration than the backtest")
             continue
         evidence_runs.append(paper)
@@ -203,6 +219,95 @@ def evaluate(
     result.evidence["rules"] = rules.model_dump()
     result.approved = not result.reasons
     return result
+
+
+def _curve_gates(
+    metrics: dict[str, Any], rules: PromotionSettings, what: str, fail: Callable[[str], None]
+) -> None:
+    """The backtest gates (one set of thresholds: ``promotion.*`` settings), on a backtest run's
+    curve or a study's stitched out-of-sample curve."""
+    if not (metrics.get("sharpe", -np.inf) > rules.min_backtest_sharpe):
+        fail(
+            f"{what} Sharpe {metrics.get('sharpe', float('nan')):.2f} is not > "
+            f"{rules.min_backtest_sharpe}"
+        )
+    if not (metrics.get("max_drawdown", np.inf) < rules.max_backtest_drawdown):
+        fail(
+            f"{what} max drawdown {metrics.get('max_drawdown', float('nan')):.1%} is not < "
+            f"{rules.max_backtest_drawdown:.0%}"
+        )
+
+
+#: strategy parameters that say how a model is run, not which decisions it makes
+RUNTIME_PARAMS = frozenset({"model", "threads", "cache_dir", "device", "precision"})
+
+
+def _study_evidence(
+    engine: Engine, study_id: str, paper_ids: list[str], rules: PromotionSettings,
+    result: GateResult,
+) -> Callable[[dict[str, Any]], bool]:  # fmt: skip
+    """A walk-forward study as the backtest evidence: finished, one parameter point (choosing
+    the best of a grid on its out-of-sample curve would make that curve in-sample), costs on,
+    every fold's models trained before its test window, and the backtest gates plus the
+    profitable-fold gate on the stitched out-of-sample curve. Returns how a paper run is
+    matched: the same strategy configuration, or — for a model study, whose folds each trained
+    their own models — the same strategy and decision parameters (the recipe was validated)."""
+    fail = result.reasons.append
+    study = load_study(engine, study_id)
+    results = study["results"] or {}
+    point = results.get("0", {})
+    metrics = point.get("metrics", {})
+    config = point.get("strategy_config") or {"strategy": study["strategy"], "params": {}}
+    trains_models = bool(point.get("trains_models"))
+    key = strategy_key(config)
+    if trains_models and paper_ids:  # the configuration going live is the paper runs' model
+        first, _ = _run(engine, paper_ids[0])
+        key = strategy_key(json.loads(first.config_json))
+    folds = int(metrics.get("folds", 0))
+    profitable = int(metrics.get("profitable_folds", 0))
+    result.evidence["strategy_key"] = key
+    result.evidence["study"] = {
+        "study_id": study_id, "status": study["status"], "strategy": study["strategy"],
+        "folds": folds, "profitable_folds": profitable, "sharpe": metrics.get("sharpe"),
+        "max_drawdown": metrics.get("max_drawdown"), "total_return": metrics.get("total_return"),
+        "data_fingerprint": study["data_fingerprint"], "code_version": study["code_version"],
+        "curve": "stitched out-of-sample", "trains_models": trains_models,
+    }  # fmt: skip
+    if study["status"] != "finished":
+        fail(f"study {study_id} is not finished ({study['status']})")
+    if len(results) != 1:
+        fail(
+            f"study {study_id} has {len(results)} parameter points: the best of a grid, chosen "
+            "on its out-of-sample curve, is in-sample evidence; run a study of the chosen point"
+        )
+    costs = study["spec"].get("settings", {}).get("costs", {}).get("model")
+    if costs == "none":
+        fail(f"study {study_id} ran without costs (--costs none); evidence must pay costs")
+    for fold in study["folds"]:
+        if fold["data_seen"] is not None and fold["train_last"][:10] >= fold["test_start"]:
+            fail(
+                f"study {study_id} fold {fold['fold']}: its models trained up to "
+                f"{fold['train_last']}, not before its test window {fold['test_start']}"
+            )
+    _curve_gates(metrics, rules, "study stitched out-of-sample", fail)
+    if not folds or profitable / folds < rules.min_profitable_folds:
+        fail(
+            f"study {study_id}: {profitable} of {folds} folds profitable, fewer than "
+            f"{rules.min_profitable_folds:.0%}"
+        )
+    decision = _decision_params(config)
+
+    def same_strategy(paper_config: dict[str, Any]) -> bool:
+        if not trains_models:
+            return strategy_key(paper_config) == strategy_key(config)
+        return _decision_params(paper_config) == decision and "model_hash" in paper_config
+
+    return same_strategy
+
+
+def _decision_params(config: dict[str, Any]) -> tuple[Any, str]:
+    params = {k: v for k, v in config.get("params", {}).items() if k not in RUNTIME_PARAMS}
+    return config.get("strategy"), json.dumps(params, sort_keys=True, default=str)
 
 
 def record(engine: Engine, result: GateResult, to_mode: str = "live") -> int:

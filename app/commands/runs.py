@@ -167,7 +167,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def register_promotion(sub: Any) -> None:
     promote = sub.add_parser("promote", help="check the promotion gates and record the decision")
     promote.add_argument("--to", choices=["live"], required=True)
-    promote.add_argument("--backtest", required=True, metavar="RUN_ID")
+    evidence = promote.add_mutually_exclusive_group(required=True)
+    evidence.add_argument("--backtest", metavar="RUN_ID", help="a finished backtest run")
+    evidence.add_argument(
+        "--study",
+        metavar="STUDY_ID",
+        help="a walk-forward study: the backtest gates and the profitable-fold gate apply to "
+        "its stitched out-of-sample curve",
+    )
     promote.add_argument("--paper", action="append", default=[], metavar="RUN_ID")
     promote.add_argument(
         "--allow-in-sample",
@@ -185,7 +192,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     engine = open_database(args.db)
     rules = load_settings("live").promotion
-    result = evaluate(engine, args.backtest, args.paper, rules, args.allow_in_sample)
+    result = evaluate(
+        engine, args.backtest, args.paper, rules, args.allow_in_sample, study_id=args.study
+    )
     promotion_id = record(engine, result, args.to)
     override = result.evidence.get("in_sample_override")
     if override is not None and override["waived"]:
@@ -196,10 +205,17 @@ def cmd_promote(args: argparse.Namespace) -> int:
         for waived in override["waived"]:
             print(f"  waived: {waived}")
     paper = result.evidence.get("paper", {})
+    if "study" in result.evidence:
+        study = result.evidence["study"]
+        evidence = (
+            f"study {study['study_id']} stitched out-of-sample Sharpe {study['sharpe']}, "
+            f"{study['profitable_folds']}/{study['folds']} folds profitable"
+        )
+    else:
+        evidence = f"backtest Sharpe {result.evidence['backtest']['sharpe']}"
     print(
-        f"strategy key {result.evidence['strategy_key'][:12]}: backtest Sharpe "
-        f"{result.evidence['backtest']['sharpe']}, paper {paper.get('trading_days')} days, "
-        f"P&L {paper.get('pnl', 0):,.2f}"
+        f"strategy key {result.evidence['strategy_key'][:12]}: {evidence}, paper "
+        f"{paper.get('trading_days')} days, P&L {paper.get('pnl', 0):,.2f}"
     )
     if result.approved:
         print(f"promotion #{promotion_id} to {args.to}: APPROVED")

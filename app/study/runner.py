@@ -161,10 +161,24 @@ def run_study(
         units += mine
         results[str(point)] = {
             "params": spec.points()[point],
+            "strategy_config": strategy_config(spec, point),
+            "trains_models": spec.trains_models,
             **stitch(mine, settings.capital, minutes, settings.session.times),
         }
     studies.finish_study(engine, plan.study_id, "finished", results=results)
     return StudyOutcome(plan.study_id, units, results, computed)
+
+
+def strategy_config(spec: StudySpec, point: int) -> dict[str, Any]:
+    """The strategy configuration a point traded, as runs store it (``Strategy.config()``):
+    what a promotion matches paper runs against. A model study's has no model — each fold
+    traded its own."""
+    from strategies.registry import make_strategy
+
+    params = dict(spec.points()[point])
+    if spec.trains_models:
+        params["model"] = ""
+    return dict(make_strategy(spec.strategy, params).config())
 
 
 def _save_unit(engine: Engine, study_id: str, fold: dict[str, Any], unit: dict[str, Any]) -> None:
