@@ -103,7 +103,7 @@ def study_spec(args: argparse.Namespace) -> Any:
         )
     settings = settings_from_args(args)
     spec = StudySpec(
-        data=[str(p) for p in args.data], interval=args.interval,
+        data=[str(Path(p).resolve()) for p in args.data], interval=args.interval,
         start_date=None if args.start_date is None else str(args.start_date),
         end_date=None if args.end_date is None else str(args.end_date),
         strategy=args.strategy, params=params, grid=grid, train=args.train, test=args.test,
@@ -128,7 +128,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     if args.no_ray and args.ray_address:
         raise UserError("--no-ray and --ray-address contradict each other")
     digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
-    store = args.out or Path("runs") / "studies" / digest[:12]
+    # absolute: Ray workers (other processes, other machines) find it whatever their cwd
+    store = (args.out or Path("runs") / "studies" / digest[:12]).resolve()
     plan = plan_study(spec, store)
     for fold in plan.folds:
         print(fold.describe())
