@@ -284,6 +284,12 @@ def _study_evidence(
     if costs == "none":
         fail(f"study {study_id} ran without costs (--costs none); evidence must pay costs")
     for fold in study["folds"]:
+        measured = fold["metrics"].get("in_sample_fraction")
+        if measured:
+            fail(
+                f"study {study_id} fold {fold['fold']}: {measured:.1%} of its test window's "
+                "symbol-bars are in its models' training or validation data"
+            )
         if fold["data_seen"] is not None and fold["train_last"][:10] >= fold["test_start"]:
             fail(
                 f"study {study_id} fold {fold['fold']}: its models trained up to "

@@ -109,7 +109,8 @@ def study_spec(args: argparse.Namespace) -> Any:
         strategy=args.strategy, params=params, grid=grid, train=args.train, test=args.test,
         step=args.step, expanding=args.expanding, seeds=args.seeds,
         training={k: getattr(args, k) for k in _training_dests()},
-        settings=settings.model_dump(mode="json"),
+        # what decides the folds' numbers; the promotion rules judge a study, not run it
+        settings=settings.model_dump(mode="json", exclude={"promotion"}),
     )  # fmt: skip
     for point in spec.points():  # bad strategy parameters fail here, before any work
         probe = dict(point)

@@ -185,7 +185,13 @@ def _save_unit(engine: Engine, study_id: str, fold: dict[str, Any], unit: dict[s
     """The fold row: backtest metrics, model scores (without the per-bar signal arrays, which
     stay in the directory store), the models and the data each saw."""
     model = unit.get("model")
-    metrics: dict[str, Any] = {"backtest": unit["metrics"], "trades": len(unit["trades_pnl"])}
+    metrics: dict[str, Any] = {
+        "backtest": unit["metrics"],
+        "trades": len(unit["trades_pnl"]),
+        # measured by the backtest from the models' provenance (app/overlap.py): 0 when the
+        # fold's models never saw its test window, None without a model
+        "in_sample_fraction": unit.get("in_sample_fraction"),
+    }
     if model is not None:
         metrics["model"] = {k: v for k, v in model.items() if k not in ("signal", "forward_return")}
         metrics["models"] = [

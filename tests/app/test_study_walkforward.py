@@ -173,6 +173,7 @@ def test_every_fold_says_which_data_its_models_saw_and_the_lookups_read_it(
         assert fold["train_start"] == f"2021-0{fold['fold'] + 1}-01"
         assert fold["train_last"] < fold["test_start"]
         assert fold["data_seen"].count("measured: NIFTY 50, NIFTY BANK") == 2
+        assert fold["metrics"]["in_sample_fraction"] == 0.0  # measured by the backtest
         model = fold["metrics"]["model"]
         for part in ("majority", "logistic"):
             assert 0 < model["baselines"][part]["accuracy"] < 1
