@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 STORE_FILE = "study.json"
+FLAGS = {"params": "--param"}  # spec fields whose flag is not --<field>
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class StudySpec:
                         out.append(f"--{sub.replace('_', '-')}: {a} → {b}")
                 continue
             if mine.get(key) != stored.get(key):
-                out.append(f"--{key.replace('_', '-')}: {stored.get(key)} → {mine.get(key)}")
+                flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+                out.append(f"{flag}: {stored.get(key)} → {mine.get(key)}")
         return out
 
 

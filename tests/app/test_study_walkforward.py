@@ -240,7 +240,7 @@ def test_an_interrupted_study_resumes_without_recomputing_finished_folds(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "started with other parameters" in err and "--train: 2M → 3M" in err
-    assert "--params: {} → {'fast': '7'}" in err
+    assert "--param: {} → {'fast': '7'}" in err
     assert stored(db) == resumed
 
 
