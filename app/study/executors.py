@@ -5,7 +5,8 @@ arguments, and every unit fixes its torch thread count, so the numbers are bit-i
 
 A unit already in the directory store (a resumed study) is not run again: the driver reads it
 back. A Ray worker killed mid-unit is retried (``max_retries``); a unit that raises is not
-(the same input would raise again) and fails the study, keeping what finished.
+(the same input would raise again) and fails the study once the units already running have
+finished and been kept.
 """
 
 from __future__ import annotations
@@ -137,15 +138,21 @@ class RayExecutor:
                     work.backtest_fn, work.spec, fold, point, work.store, *models
                 )
                 pending[ref] = (index, point)
+        failure: BaseException | None = None
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 ref = ready[0]
                 pending.pop(ref)
-                work.on_result(_unwrap(ray, ref))
+                try:
+                    work.on_result(_unwrap(ray, ref))
+                except Exception as exc:  # the others run on: what finishes is kept for a resume
+                    failure = failure or exc
         finally:
-            for ref in pending:
+            for ref in pending:  # only when interrupted
                 ray.cancel(ref)
+        if failure is not None:
+            raise failure
 
 
 def _unwrap(ray: Any, ref: Any) -> dict[str, Any]:

@@ -68,6 +68,16 @@ def _studies(engine: Any) -> list[dict[str, Any]]:
     return list_studies(engine)
 
 
+def sma_spec() -> Any:
+    """The spec `trader study walkforward --strategy sma_cross` builds over the two folds."""
+    from app.cli import build_parser
+    from app.commands.study import study_spec
+
+    args = ["study", "walkforward", "--data", str(NSE_DIR), "--strategy", "sma_cross", *PERIOD,
+            *FOLDS]  # fmt: skip
+    return study_spec(build_parser().parse_args(args))
+
+
 def finite(metrics: dict[str, Any]) -> dict[str, Any]:
     """Non-finite numbers as None, as the --json export writes them."""
     return {k: v if np.isfinite(v) else None for k, v in metrics.items()}
@@ -247,17 +257,11 @@ def test_an_interrupted_study_resumes_without_recomputing_finished_folds(
 def test_a_worker_killed_mid_fold_is_retried_and_the_study_completes(
     local_ray: None, tmp_path: Path
 ) -> None:
-    from app.cli import build_parser
-    from app.commands.study import study_spec
     from app.study.executors import RayExecutor
     from app.study.runner import plan_study, run_study
     from tests.support.study_faults import kill_worker_once
 
-    args = build_parser().parse_args(
-        ["study", "walkforward", "--data", str(NSE_DIR), "--strategy", "sma_cross", *PERIOD,
-         *FOLDS]
-    )  # fmt: skip
-    spec = study_spec(args)
+    spec = sma_spec()
     plan = plan_study(spec, tmp_path / "store")
     engine = open_database(str(tmp_path / "k.db"))
     outcome = run_study(plan, RayExecutor(), engine, backtest_fn=kill_worker_once)
@@ -267,6 +271,23 @@ def test_a_worker_killed_mid_fold_is_retried_and_the_study_completes(
     result = load_study(engine, outcome.study_id)
     assert result["status"] == "finished" and len(result["folds"]) == 2
     assert result["results"]["0"]["metrics"]["folds"] == 2.0
+
+
+def test_a_unit_that_raises_on_ray_fails_the_study_with_its_own_error_keeping_what_finished(
+    local_ray: None, tmp_path: Path
+) -> None:
+    from app.study.executors import RayExecutor
+    from app.study.runner import plan_study, run_study
+    from tests.support.study_faults import fail_fold_one
+
+    spec = sma_spec()
+    plan = plan_study(spec, tmp_path / "store")
+    engine = open_database(str(tmp_path / "f.db"))
+    with pytest.raises(ValueError, match="fold 1: injected bad input"):
+        run_study(plan, RayExecutor(), engine, backtest_fn=fail_fold_one)
+    failed = load_study(engine, plan.study_id)
+    assert failed["status"] == "failed" and "injected bad input" in failed["error"]
+    assert [f["fold"] for f in failed["folds"]] == [0]
 
 
 @pytest.mark.parametrize(

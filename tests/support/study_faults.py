@@ -20,3 +20,12 @@ def kill_worker_once(
         marker.write_text(str(os.getpid()))
         os._exit(17)  # no cleanup, no exception: the worker process is simply gone
     return backtest_unit(spec, fold, point, store, *trained)
+
+
+def fail_fold_one(
+    spec: dict[str, Any], fold: dict[str, Any], point: int, store: str, *trained: dict[str, Any]
+) -> dict[str, Any]:
+    """A unit that raises (bad input a fold meets late): not retried, it fails the study."""
+    if fold["index"] == 1:
+        raise ValueError("fold 1: injected bad input")
+    return backtest_unit(spec, fold, point, store, *trained)
