@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
+from app.study.tasks import UnitFn
 
-UnitFn = Callable[..., dict[str, Any]]
 #: retries of a unit whose worker died (killed, out of memory, node lost)
 WORKER_RETRIES = 3
 

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.study.spec import StudySpec
 from models.folds import Fold
 
+UnitFn = Callable[..., dict[str, Any]]
 BASELINE_FILE = "baseline.npz"
 DONE_FILE = "done.json"
 
@@ -61,6 +64,25 @@ def _settings(spec: StudySpec) -> Any:
     return EngineSettings.model_validate(spec.settings)
 
 
+def fixed_threads(unit: UnitFn) -> UnitFn:
+    """Run a unit with the study's thread count for torch *and* the BLAS/OpenMP pools (numpy,
+    scikit-learn's logistic baseline): a sum split over another number of threads rounds
+    differently, and a Ray worker's default (1) differs from this process's (all cores)."""
+
+    @functools.wraps(unit)
+    def run(spec_dict: dict[str, Any], *args: Any) -> dict[str, Any]:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        threads = StudySpec.from_dict(spec_dict).threads
+        torch.set_num_threads(threads)
+        with threadpool_limits(limits=threads):
+            return unit(spec_dict, *args)
+
+    return run
+
+
+@fixed_threads
 def train_unit(
     spec_dict: dict[str, Any], fold_dict: dict[str, Any], seed: int, store: str
 ) -> dict[str, Any]:
@@ -108,6 +130,7 @@ def train_unit(
     return info
 
 
+@fixed_threads
 def backtest_unit(
     spec_dict: dict[str, Any],
     fold_dict: dict[str, Any],
