@@ -22,6 +22,7 @@ from app.commands import (
     reports,
     runs,
     strategies,
+    study,
     trading,
 )
 from app.commands.help_format import show_defaults
@@ -46,6 +47,7 @@ COMMAND_MODULES = (
     strategies,
     features,
     models,
+    study,
     data,
     kite,
     doctor,

@@ -120,7 +120,9 @@ class PromotionSettings(_Strict):
 
     min_backtest_sharpe: float = 1.5
     max_backtest_drawdown: float = Field(0.20, gt=0, le=1)
-    min_paper_days: int = Field(20, ge=1, description="trading days (4 weeks)")
+    min_paper_days: int = Field(
+        20, ge=1, description="trading sessions traded on live prices (4 weeks)"
+    )
     max_paper_drawdown: float = Field(0.20, gt=0, le=1)
     min_profitable_folds: float = Field(
         0.5, ge=0, le=1, description="share of a walk-forward study's folds with positive P&L"

@@ -145,6 +145,16 @@ class FeatureTable:
             close=close,
         )
 
+    def select(self, keep: np.ndarray) -> FeatureTable:
+        """The rows where ``keep`` is true (order kept): e.g. a fold's training rows up to its
+        purge gap."""
+        return FeatureTable(
+            ts_ns=self.ts_ns[keep], symbol_codes=self.symbol_codes[keep], symbols=self.symbols,
+            values=np.ascontiguousarray(self.values[keep]), ready=self.ready[keep],
+            spec_hash=self.spec_hash, feature_names=self.feature_names,
+            close=None if self.close is None else self.close[keep],
+        )  # fmt: skip
+
     def fingerprint(self) -> str:
         """Content hash of the rows (keys prediction caches): any changed value changes it."""
         digest = hashlib.blake2b(digest_size=16)
@@ -255,6 +265,13 @@ def _first_rows_at(table: FeatureTable, cut: int) -> np.ndarray:
     return first
 
 
+def purge_gap(horizon: int, gap_bars: int | None = None) -> int:
+    """Bars between the last labelled row of one period and the first row of the next: at least
+    the label horizon (a label looks ``horizon`` bars ahead), more when ``gap_bars`` asks. One
+    rule for the train/validation/test cuts and for walk-forward folds (``models.folds``)."""
+    return max(horizon, gap_bars if gap_bars is not None else horizon)
+
+
 def time_split(
     table: FeatureTable,
     ends: np.ndarray,
@@ -277,7 +294,7 @@ def time_split(
             f"train_frac ({train_frac}) and val_frac ({val_frac}) must be > 0 and leave a test "
             "period (sum < 1)"
         )
-    gap = max(horizon, gap_bars if gap_bars is not None else horizon)
+    gap = purge_gap(horizon, gap_bars)
     if len(ends) < 3:
         raise DatasetError(f"need at least 3 windows to split, have {len(ends)}")
     end_ts = table.ts_ns[ends]

@@ -126,11 +126,8 @@ def make_labels(
     if n <= h:
         return labels
     t = np.arange(n - h)
-    ok = symbol_codes[t + h] == symbol_codes[t]
-    if not cfg.cross_sessions:
-        ok &= session_ids[t + h] == session_ids[t]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fwd = close[t + h] / close[t] - 1.0
+    fwd = forward_returns(close, symbol_codes, session_ids, cfg)[t]
+    ok = np.isfinite(fwd)
     if cfg.mode == "fixed":
         thr = np.full(len(t), cfg.threshold)
     else:
@@ -142,6 +139,30 @@ def make_labels(
     cls[fwd < -thr] = SELL
     labels[t[ok]] = cls[ok]
     return labels
+
+
+def forward_returns(
+    close: np.ndarray,
+    symbol_codes: np.ndarray,
+    session_ids: np.ndarray,
+    cfg: LabelConfig,
+) -> np.ndarray:
+    """The return a label is formed from, ``close[t+h] / close[t] - 1`` per row (NaN where the
+    horizon leaves the symbol, or the session unless ``cross_sessions``): also what a model's
+    signal is correlated with (information coefficient) in a walk-forward study."""
+    close = np.asarray(close, dtype=np.float64)
+    n, h = len(close), cfg.horizon
+    out = np.full(n, np.nan)
+    if n <= h:
+        return out
+    t = np.arange(n - h)
+    ok = symbol_codes[t + h] == symbol_codes[t]
+    if not cfg.cross_sessions:
+        ok &= session_ids[t + h] == session_ids[t]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fwd = close[t + h] / close[t] - 1.0
+    out[t[ok]] = fwd[ok]
+    return out
 
 
 def label_distribution(labels: np.ndarray) -> dict[str, Any]:

@@ -23,7 +23,13 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 3)
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     """Accuracy, per-class accuracy, balanced accuracy and the confusion matrix (plain types)."""
-    cm = confusion_matrix(y_true, y_pred, len(CLASS_NAMES))
+    return report_from_confusion(confusion_matrix(y_true, y_pred, len(CLASS_NAMES)))
+
+
+def report_from_confusion(cm: np.ndarray) -> dict[str, Any]:
+    """``classification_report`` from a ``[true, predicted]`` count matrix (so reports of
+    several periods pool by adding their matrices)."""
+    cm = np.asarray(cm, dtype=np.int64)
     support = cm.sum(axis=1)
     per_class = {
         name: (float(cm[i, i] / support[i]) if support[i] else None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from engine.events import FeatureSlice
@@ -22,7 +23,7 @@ from engine.ports import BUY, SELL
 from models.dataset import FeatureTable, WindowSet, window_ends
 from models.errors import ModelError, SpecMismatchError
 from models.inference import Predictor
-from models.labels import UNLABELED, LabelConfig, make_labels
+from models.labels import UNLABELED, LabelConfig, forward_returns, make_labels
 from models.metrics import classification_report
 
 
@@ -217,6 +218,19 @@ def score_predictions(
     if table.close is None:
         raise ModelError("scoring predictions needs the close prices of the feature table")
     labels = make_labels(table.close, table.symbol_codes, table.session_ids, label_cfg)
+    rows = table_rows(preds, table)
+    matched = rows >= 0
+    realised = np.full(len(preds), UNLABELED, dtype=np.int8)
+    realised[matched] = labels[rows[matched]]
+    scored = realised != UNLABELED
+    report = classification_report(realised[scored], preds.probs[scored].argmax(axis=1))
+    report["scored"] = int(scored.sum())
+    report["predictions"] = len(preds)
+    return report
+
+
+def table_rows(preds: PredictionTable, table: FeatureTable) -> np.ndarray:
+    """Per prediction, its row in ``table`` (-1 where the table has no such symbol and time)."""
     code_of = {s: i for i, s in enumerate(table.symbols)}
     pred_codes = np.array([code_of.get(preds.symbols[c], -1) for c in preds.symbol_codes])
     bounds = np.searchsorted(table.symbol_codes, np.arange(len(table.symbols) + 1))
@@ -227,11 +241,34 @@ def score_predictions(
         at = lo + np.searchsorted(table.ts_ns[lo:hi], preds.ts_ns[mine])
         ok = (at < hi) & (table.ts_ns[np.minimum(at, len(table) - 1)] == preds.ts_ns[mine])
         rows[mine[ok]] = at[ok]
-    matched = rows >= 0
-    realised = np.full(len(preds), UNLABELED, dtype=np.int8)
-    realised[matched] = labels[rows[matched]]
-    scored = realised != UNLABELED
-    report = classification_report(realised[scored], preds.probs[scored].argmax(axis=1))
-    report["scored"] = int(scored.sum())
-    report["predictions"] = len(preds)
-    return report
+    return rows
+
+
+def signal_and_returns(
+    preds: PredictionTable, table: FeatureTable, label_cfg: LabelConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signal P(BUY) − P(SELL), realised forward return over the label horizon, table row) for
+    every prediction whose forward return exists (the horizon stays in the symbol and, unless
+    the labels cross sessions, in the session)."""
+    if table.close is None:
+        raise ModelError("scoring predictions needs the close prices of the feature table")
+    fwd = forward_returns(table.close, table.symbol_codes, table.session_ids, label_cfg)
+    rows = table_rows(preds, table)
+    ok = rows >= 0
+    ok[ok] = np.isfinite(fwd[rows[ok]])
+    signal = preds.probs[ok, 2].astype(np.float64) - preds.probs[ok, 0].astype(np.float64)
+    return signal, fwd[rows[ok]], rows[ok]
+
+
+def information_coefficients(signal: np.ndarray, realised: np.ndarray) -> dict[str, Any]:
+    """IC (Pearson) and rank IC (Spearman: Pearson of average ranks) of a signal against the
+    returns it was meant to predict; None where undefined (fewer than 3 pairs, a constant)."""
+    n = len(signal)
+
+    def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+        if n < 3 or np.std(a) == 0 or np.std(b) == 0:
+            return None
+        return float(np.corrcoef(a, b)[0, 1])
+
+    ranks = pd.Series(signal).rank().to_numpy(), pd.Series(realised).rank().to_numpy()
+    return {"ic": pearson(signal, realised), "rank_ic": pearson(*ranks), "pairs": n}

@@ -24,7 +24,6 @@ import math
 import resource
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.version import code_version
+from models.baselines import LinearBaseline, fit_baseline
 from models.checkpoint import ModelBundle, load_bundle, running_spec, save_bundle
 from models.dataset import (
     FeatureTable,
@@ -217,23 +217,26 @@ def logistic_baseline(
     ``max_train``) training windows with balanced class weights, scored on validation and test.
 
     The bar a network has to clear: what a linear read of the current features already gets."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    train_rows = subsample(data.split.train, max_train)
-    x_train = data.scaler.transform(data.table.values[train_rows])
-    clf = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        clf.fit(x_train, data.labels[train_rows])
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    fitted = fit_training_baseline(data, max_train, seed)
     out = {}
     for part, rows in (("validation", data.split.val), ("test", data.split.test)):
         report = classification_report(
-            data.labels[rows], clf.predict(data.scaler.transform(data.table.values[rows]))
+            data.labels[rows], fitted.logistic_predict(data.table.values[rows])
         )
-        out[part] = {**report, "fitted_on": len(train_rows), "converged": converged}
+        out[part] = {**report, "fitted_on": fitted.fitted_on, "converged": fitted.converged}
     return out
+
+
+def fit_training_baseline(
+    data: PreparedData, max_train: int = 200_000, seed: int = 0
+) -> LinearBaseline:
+    """The majority class and the logistic regression, fitted on (at most ``max_train``)
+    training windows' last rows, scaled by the model's scaler."""
+    train_rows = subsample(data.split.train, max_train)
+    return fit_baseline(
+        data.table.values[train_rows], data.labels[train_rows], data.scaler.mean,
+        data.scaler.scale, seed=seed,
+    )  # fmt: skip
 
 
 def baselines(data: PreparedData, seed: int = 0) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,7 @@ exact key. The gates (every threshold in ``config.settings.PromotionSettings``, 
 ``evaluate``):
 
 - backtest evidence (``BacktestEvidence``: a finished backtest run today; a walk-forward
-  study's stitched out-of-sample curve is a second loader of the same shape): Sharpe > 1.5,
+  study's stitched out-of-sample curve, ``study_evidence``): Sharpe > 1.5,
   max drawdown < 20%, and for a study enough profitable folds;
 - paper evidence: forward paper trading on live prices (``runs.feed_kind`` = kite) of the same
   key, covering ≥ 20 trading sessions actually traded by the wall clock (``runs.sessions_json``
@@ -42,6 +42,7 @@ from config.settings import EngineSettings, PromotionSettings, load_settings
 from engine.metrics import drawdown_series
 from engine.store.queries import load_equity, run_lease, runs_query
 from engine.store.schema import KITE_FEED, PromotionRow, RunRow
+from engine.store.studies import load_study
 
 
 def strategy_key(strategy_config: dict[str, Any]) -> str:
@@ -114,8 +115,8 @@ def in_sample_reasons(run: Any) -> list[str]:
 @dataclass
 class BacktestEvidence:
     """The backtest side of a promotion, whatever produced it: a stored backtest run
-    (``backtest_run_evidence``) — and a walk-forward study's stitched out-of-sample curve once
-    studies are stored (a second loader returning this, with ``folds`` set). ``evaluate``
+    (``backtest_run_evidence``) or a walk-forward study's stitched out-of-sample curve
+    (``study_evidence``, with ``folds`` set). ``evaluate``
     applies the same gates to either, with the thresholds of ``PromotionSettings``."""
 
     kind: str  # what it is, for people: "backtest run", "walk-forward study"
@@ -129,6 +130,16 @@ class BacktestEvidence:
     in_sample: list[str] = field(default_factory=list)  # in_sample_reasons of its runs
     folds: tuple[int, int] | None = None  # (profitable, all) folds of a study; None for a run
     record: dict[str, Any] = field(default_factory=dict)  # what the promotion stores
+    #: set for a model study, whose folds each trained their own models: it validated a
+    #: training recipe, so paper runs match on strategy and decision parameters, and the model
+    #: going live is the paper runs' — ``None``: paper runs match ``strategy_key`` exactly
+    recipe: tuple[Any, str] | None = None
+
+    def matches(self, paper_config: dict[str, Any]) -> bool:
+        """Whether a paper run traded the configuration this evidence is about."""
+        if self.recipe is None:
+            return strategy_key(paper_config) == self.strategy_key
+        return _decision_params(paper_config) == self.recipe and "model_hash" in paper_config
 
 
 def backtest_run_evidence(engine: Engine, run_id: str) -> BacktestEvidence:
@@ -149,6 +160,70 @@ def backtest_run_evidence(engine: Engine, run_id: str) -> BacktestEvidence:
             "sharpe": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
             "data_fingerprint": run.data_fingerprint, "code_version": run.code_version,
             "in_sample_fraction": run.in_sample_fraction,
+        },
+    )  # fmt: skip
+
+
+#: strategy parameters that say how a model is run, not which decisions it makes
+RUNTIME_PARAMS = frozenset({"model", "threads", "cache_dir", "device", "precision"})
+
+
+def _decision_params(config: dict[str, Any]) -> tuple[Any, str]:
+    params = {k: v for k, v in config.get("params", {}).items() if k not in RUNTIME_PARAMS}
+    return config.get("strategy"), json.dumps(params, sort_keys=True, default=str)
+
+
+def study_evidence(engine: Engine, study_id: str, paper_ids: list[str]) -> BacktestEvidence:
+    """A walk-forward study's stitched out-of-sample curve as backtest evidence.
+
+    It must be finished, of one parameter point (the best of a grid, chosen on its
+    out-of-sample curve, would make that curve in-sample), and every fold's models must have
+    trained before its test window. Costs are checked like any evidence's (``cost_reasons``)."""
+    study = load_study(engine, study_id)
+    results = study["results"] or {}
+    point = results.get("0", {})
+    metrics = point.get("metrics", {})
+    config = point.get("strategy_config") or {"strategy": study["strategy"], "params": {}}
+    trains_models = bool(point.get("trains_models"))
+    key = strategy_key(config)
+    if trains_models and paper_ids:  # the configuration going live is the paper runs' model
+        first, _ = _run(engine, paper_ids[0])
+        key = strategy_key(json.loads(first.config_json))
+    problems = []
+    if study["status"] != "finished":
+        problems.append(f"study {study_id} is not finished ({study['status']})")
+    if len(results) != 1:
+        problems.append(
+            f"study {study_id} has {len(results)} parameter points: the best of a grid, chosen "
+            "on its out-of-sample curve, is in-sample evidence; run a study of the chosen point"
+        )
+    for fold in study["folds"]:
+        measured = fold["metrics"].get("in_sample_fraction")
+        if measured:
+            problems.append(
+                f"study {study_id} fold {fold['fold']}: {measured:.1%} of its test window's "
+                "symbol-bars are in its models' training or validation data"
+            )
+        if fold["data_seen"] is not None and fold["train_last"][:10] >= fold["test_start"]:
+            problems.append(
+                f"study {study_id} fold {fold['fold']}: its models trained up to "
+                f"{fold['train_last']}, not before its test window {fold['test_start']}"
+            )
+    folds = int(metrics.get("folds", 0))
+    profitable = int(metrics.get("profitable_folds", 0))
+    return BacktestEvidence(
+        kind="walk-forward study", ref=study_id, strategy_key=key,
+        sharpe=metrics.get("sharpe"), max_drawdown=metrics.get("max_drawdown"),
+        settings=[(f"study {study_id}", study["spec"].get("settings", {}))],
+        problems=problems, folds=(profitable, folds),
+        recipe=_decision_params(config) if trains_models else None,
+        record={
+            "study_id": study_id, "status": study["status"], "strategy": study["strategy"],
+            "folds": folds, "profitable_folds": profitable, "sharpe": metrics.get("sharpe"),
+            "max_drawdown": metrics.get("max_drawdown"),
+            "total_return": metrics.get("total_return"),
+            "data_fingerprint": study["data_fingerprint"], "code_version": study["code_version"],
+            "curve": "stitched out-of-sample", "trains_models": trains_models,
         },
     )  # fmt: skip
 
@@ -217,7 +292,9 @@ class PaperEvidence:
     accepted: list[Any] = field(default_factory=list)  # the stored runs that count
 
 
-def _paper_run(engine: Engine, run_id: str, key: str, paper: PaperEvidence) -> list[str]:
+def _paper_run(
+    engine: Engine, run_id: str, bt: BacktestEvidence, paper: PaperEvidence
+) -> list[str]:
     """Add one paper run to ``paper``; returns why it does not count (then nothing is added)."""
     run, status = _run(engine, run_id)
     if run.mode != "paper":
@@ -228,8 +305,8 @@ def _paper_run(engine: Engine, run_id: str, key: str, paper: PaperEvidence) -> l
             "runs count"
         ]
     config = json.loads(run.config_json)
-    if strategy_key(config) != key:
-        return [f"paper run {run_id} traded a different strategy configuration than the backtest"]
+    if not bt.matches(config):
+        return [f"paper run {run_id} traded a different strategy configuration than the {bt.kind}"]
     if run.feed_kind != KITE_FEED:
         feed = (
             f"replayed stored bars (feed {run.feed_kind})"
@@ -292,7 +369,7 @@ def evaluate(
     result.reasons.extend(_backtest_gates(bt, rules))
     paper = PaperEvidence()
     for run_id in paper_ids:
-        result.reasons.extend(_paper_run(engine, run_id, bt.strategy_key, paper))
+        result.reasons.extend(_paper_run(engine, run_id, bt, paper))
     drawdown = max((float(drawdown_series(c).max()) for c in paper.curves), default=1.0)
     result.evidence["paper"] = {
         "runs": paper.runs,

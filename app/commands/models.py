@@ -39,51 +39,12 @@ def register(subparsers: Any) -> None:
         "--start-date", type=iso_date, help="--data: first day to train on (YYYY-MM-DD)"
     )
     tr.add_argument("--end-date", type=iso_date, help="--data: last day to train on (YYYY-MM-DD)")
-    tr.add_argument("--epochs", type=int, default=100)
-    tr.add_argument("--max-windows", type=int, help="subsample to at most N windows")
-    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    tr.add_argument("--seed", type=int, default=0)
+    add_training_options(tr)
     tr.add_argument(
         "--out", type=Path, required=True, metavar="DIR",
         help="a new or empty directory for the checkpoints, model.ckpt and the log (a directory "
         "holding files is refused: one training run per directory)",
     )  # fmt: skip
-    tr.add_argument("--batch-size", type=int, default=512)
-    tr.add_argument("--lr", type=float, default=1e-4)
-    tr.add_argument("--patience", type=int, default=15)
-    tr.add_argument(
-        "--amp",
-        choices=["auto", "bf16", "fp16", "off"],
-        default="auto",
-        help="mixed precision on CUDA (CPU always trains in fp32)",
-    )
-    tr.add_argument("--threads", type=int, help="CPU threads for torch")
-    tr.add_argument("--window", type=int, default=60, help="bars per window (60)")
-    tr.add_argument("--hidden-size", type=int, default=256, help="LSTM output width (256)")
-    tr.add_argument("--horizon", type=int, default=6, help="label horizon in bars (6)")
-    tr.add_argument("--label-mode", choices=["fixed", "volatility"], default="volatility")
-    tr.add_argument(
-        "--threshold",
-        type=float,
-        default=0.001,
-        help="fixed mode: return threshold (0.001 = 0.1%%)",
-    )
-    tr.add_argument(
-        "--vol-multiplier",
-        type=float,
-        default=0.3,
-        help="volatility mode: threshold = k·σ·√horizon",
-    )
-    tr.add_argument(
-        "--windows-within-session",
-        action="store_true",
-        help="windows never span two sessions (default: they may, as the seed's)",
-    )
-    tr.add_argument(
-        "--labels-cross-sessions",
-        action="store_true",
-        help="labels may look past the session close (default: not)",
-    )
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=cmd_train)
 
@@ -133,7 +94,51 @@ def register(subparsers: Any) -> None:
     info.set_defaults(func=cmd_model_info)
 
 
-def _model_configs(args: argparse.Namespace, n_features: int) -> tuple[Any, Any, Any]:
+def add_training_options(tr: argparse.ArgumentParser) -> None:
+    """How a model is trained (``trader train``, and each fold of ``trader study walkforward``)."""
+    tr.add_argument("--epochs", type=int, default=100)
+    tr.add_argument("--max-windows", type=int, help="subsample to at most N windows")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--batch-size", type=int, default=512)
+    tr.add_argument("--lr", type=float, default=1e-4)
+    tr.add_argument("--patience", type=int, default=15)
+    tr.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "fp16", "off"],
+        default="auto",
+        help="mixed precision on CUDA (CPU always trains in fp32)",
+    )
+    tr.add_argument("--threads", type=int, help="CPU threads for torch")
+    tr.add_argument("--window", type=int, default=60, help="bars per window (60)")
+    tr.add_argument("--hidden-size", type=int, default=256, help="LSTM output width (256)")
+    tr.add_argument("--horizon", type=int, default=6, help="label horizon in bars (6)")
+    tr.add_argument("--label-mode", choices=["fixed", "volatility"], default="volatility")
+    tr.add_argument(
+        "--threshold",
+        type=float,
+        default=0.001,
+        help="fixed mode: return threshold (0.001 = 0.1%%)",
+    )
+    tr.add_argument(
+        "--vol-multiplier",
+        type=float,
+        default=0.3,
+        help="volatility mode: threshold = k·σ·√horizon",
+    )
+    tr.add_argument(
+        "--windows-within-session",
+        action="store_true",
+        help="windows never span two sessions (default: they may, as the seed's)",
+    )
+    tr.add_argument(
+        "--labels-cross-sessions",
+        action="store_true",
+        help="labels may look past the session close (default: not)",
+    )
+
+
+def model_configs(args: argparse.Namespace, n_features: int) -> tuple[Any, Any, Any]:
     from models.labels import LabelConfig
     from models.network import ModelConfig
     from models.train import TrainConfig
@@ -185,7 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             end=args.end_date,
         )
     print(f"features: {len(table)} rows, {len(table.symbols)} symbols, spec {table.spec_hash[:12]}")
-    model_cfg, label_cfg, train_cfg = _model_configs(args, table.n_features)
+    model_cfg, label_cfg, train_cfg = model_configs(args, table.n_features)
     result = train(table, args.out, model_cfg, label_cfg, train_cfg, interval_minutes=interval)
     labels = result.best_metrics["labels"]
     for part, name in (("train", "train"), ("val", "val  "), ("test", "test ")):

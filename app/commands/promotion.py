@@ -13,7 +13,14 @@ from engine.store.database import open_database
 def register(sub: Any) -> None:
     promote = sub.add_parser("promote", help="check the promotion gates and record the decision")
     promote.add_argument("--to", choices=["live"], required=True)
-    promote.add_argument("--backtest", required=True, metavar="RUN_ID")
+    evidence = promote.add_mutually_exclusive_group(required=True)
+    evidence.add_argument("--backtest", metavar="RUN_ID", help="a finished backtest run")
+    evidence.add_argument(
+        "--study",
+        metavar="STUDY_ID",
+        help="a walk-forward study (`trader study walkforward`): the backtest gates and the "
+        "profitable-fold gate apply to its stitched out-of-sample curve",
+    )
     promote.add_argument(
         "--paper",
         action="append",
@@ -36,13 +43,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     """The decision is recorded either way; exit 0 approved, 2 refused (with every reason)."""
     from app.readable import format_metric
     from config.settings import load_settings
-    from risk.promotion import evaluate, record
+    from risk.promotion import evaluate, record, study_evidence
 
     engine = open_database(args.db, create=False)
     live = load_settings("live")
-    result = evaluate(
-        engine, args.backtest, args.paper, live.promotion, args.allow_in_sample, live=live
+    backtest = (
+        args.backtest if args.study is None else study_evidence(engine, args.study, args.paper)
     )
+    result = evaluate(engine, backtest, args.paper, live.promotion, args.allow_in_sample, live=live)
     promotion_id = record(engine, result, args.to)
     override = result.evidence.get("in_sample_override")
     if override is not None and override["waived"]:

@@ -112,6 +112,12 @@ def history_cache(args: argparse.Namespace) -> Path:
 def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> Any:
     from config.settings import load_settings
 
+    return load_settings(profile, **settings_overrides(args))
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``load_settings`` overrides the run flags give (a walk-forward study hands these to
+    every fold's backtest, so each runs with the settings ``trader backtest`` would use)."""
     overrides: dict[str, Any] = {"interval": args.interval}
     if args.capital is not None:
         overrides["capital"] = args.capital
@@ -123,7 +129,7 @@ def settings_from_args(args: argparse.Namespace, profile: str = "backtest") -> A
         overrides["session"] = {"square_off_enabled": False}
     if data := data_overrides(args):
         overrides["data"] = data
-    return load_settings(profile, **overrides)
+    return overrides
 
 
 def prepare_run(args: argparse.Namespace, profile: str = "backtest") -> tuple[Any, Any]:

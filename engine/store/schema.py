@@ -175,3 +175,47 @@ class RiskEventRow(Base):
     symbol: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(10))
+
+
+class StudyRow(Base):
+    """A walk-forward study: its parameters, status, and the stitched out-of-sample results
+    (``app/study``). Fold results are in ``study_folds``; model files and the per-fold details
+    stay in the study's directory store (``out_dir``)."""
+
+    __tablename__ = "studies"
+    study_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # walkforward
+    strategy: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed | interrupted
+    created_at: Mapped[str] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    spec_json: Mapped[str] = mapped_column(Text)  # every parameter; a resume must match it
+    folds_json: Mapped[str] = mapped_column(Text)  # the planned folds
+    out_dir: Mapped[str] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(64))
+    data_fingerprint: Mapped[str] = mapped_column(String(64))
+    # per grid point: stitched out-of-sample metrics and the overall model scores
+    results_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StudyFoldRow(Base):
+    """One fold × grid point of a study: its windows, what the model saw, its out-of-sample
+    backtest metrics and equity curve (the fold's own, starting from the run's capital)."""
+
+    __tablename__ = "study_folds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("studies.study_id", ondelete="CASCADE"), index=True
+    )
+    fold: Mapped[int] = mapped_column(Integer)
+    point: Mapped[int] = mapped_column(Integer)
+    params_json: Mapped[str] = mapped_column(Text)
+    train_start: Mapped[str] = mapped_column(String(40))
+    train_last: Mapped[str] = mapped_column(String(40))
+    test_start: Mapped[str] = mapped_column(String(40))
+    test_end: Mapped[str] = mapped_column(String(40))
+    data_seen: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metrics_json: Mapped[str] = mapped_column(Text)  # backtest metrics + model scores
+    equity_json: Mapped[str] = mapped_column(Text)  # {"ts": [...], "equity": [...]}
+    __table_args__ = (Index("ix_study_folds_unit", "study_id", "fold", "point", unique=True),)
