@@ -165,16 +165,30 @@ async def publish_close(
     )
 
 
+#: broker events that end the trouble another kind caused: the halt it caused lifts by itself
+CURED_BY = {"token_renewed": "token_expired"}
+
+
 class BrokerTroubleGuard:
     """Halts trading on broker trouble (expired token, lost connection) instead of erroring in a
     loop, without flattening (the broker may not be able to take the orders). The operator
     resumes once the cause is fixed, or the next session does; trouble that persists halts
-    again with the next broker event."""
+    again with the next broker event.
+
+    One cure is the broker's to announce: a new access token (``token_renewed``), reconciled
+    with Kite's book, lifts a halt whose last cause was the expired token — and only that one
+    (a drawdown or kill-switch halt stays)."""
 
     def __init__(self, monitor: RiskMonitor) -> None:
         self._monitor = monitor
 
     def on_broker_event(self, event: BrokerEvent) -> Awaitable[None] | None:
+        cured = CURED_BY.get(event.kind)
+        if cured is not None:
+            state = self._monitor.state
+            if state.state is TradingState.HALTED and state.gate == f"broker_{cured}":
+                return state.resume(event.ts_ns, f"broker_{event.kind}", event.message)
+            return None
         if not event.halts:
             return None
         return self._monitor.halt(event.ts_ns, f"broker_{event.kind}", event.message, False)

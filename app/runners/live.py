@@ -13,13 +13,14 @@ from sqlalchemy import Engine
 
 from app.runners.paper import trading_session
 from brokers.costs import make_cost_model
-from brokers.kite.auth import KiteCredentials
+from brokers.kite.auth import KiteCredentials, stored_access_token
 from brokers.kite.broker import KiteBroker
 from brokers.kite.feed import KiteLiveSource
 from brokers.kite.history import HistoryDownloader, resolve_tokens
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
+from brokers.kite.token_watch import AccessTokenWatch
 from config.calendar import NseCalendar
 from config.sessions import SessionTimes, parse_interval
 from config.settings import DataSettings, EngineSettings
@@ -90,6 +91,7 @@ async def kite_source(
     calendar: NseCalendar | None = None,
     flush_interval_s: float | None = 1.0,
     stale_after_s: float = 5.0,
+    token_watch: AccessTokenWatch | None = None,
 ) -> KiteLiveSource:
     """Kite ticks → bars for ``symbols`` (the paper daemon on live prices, and live mode).
     ``stale_after_s`` of websocket silence (Kite heartbeats every second) is a stale feed:
@@ -97,7 +99,11 @@ async def kite_source(
     tokens = await instrument_tokens(kite, credentials, symbols)
     return KiteLiveSource(
         lambda **callbacks: TickerClient(
-            kite, credentials, stale_after_s=stale_after_s, **callbacks
+            kite,
+            credentials,
+            stale_after_s=stale_after_s,
+            token_watch=token_watch,
+            **callbacks,
         ),
         tokens,
         parse_interval(settings.interval),
@@ -123,20 +129,31 @@ async def live_session(
     warmup: LoadedBars | None = None,
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
     store_wait_s: float = DEFAULT_STORE_WAIT_S,
+    token_poll_s: float = 5.0,
 ) -> TradingSession:
     """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion. The lease
-    and store options are ``trading_session``'s."""
+    and store options are ``trading_session``'s.
+
+    The feed's websocket and the broker share one ``AccessTokenWatch``: the daily token's
+    expiry, met by either, halts new entries and alerts (``BrokerEvent("token_expired")``);
+    the token ``trader kite login`` then writes is read from the secrets file every
+    ``token_poll_s`` and picked up by both without a restart."""
+    watch = AccessTokenWatch(
+        credentials, lambda: stored_access_token(kite, credentials), poll_s=token_poll_s
+    )
     source = await kite_source(
         settings, kite, credentials, symbols, calendar=calendar,
-        flush_interval_s=flush_interval_s,
+        flush_interval_s=flush_interval_s, token_watch=watch,
     )  # fmt: skip
 
     def broker(bus: EventBus, run_id: str) -> KiteBroker:
         # the run id namespaces order tags: "o1" of today's run is not "o1" of yesterday's
-        return KiteBroker(
+        made = KiteBroker(
             bus, kite, credentials, cost_model=make_cost_model(settings.costs),
-            tag_namespace=run_id, **(broker_options or {}),
+            tag_namespace=run_id, token_watch=watch, **(broker_options or {}),
         )  # fmt: skip
+        source.before_session = made.check_token
+        return made
 
     return trading_session(
         source, strategy, settings, db, resume=resume, broker_factory=broker, warmup=warmup,

@@ -83,6 +83,9 @@ class KiteLiveSource:
         #: set by the session (the risk monitor's ``feed_stale``): told when the ticker's
         #: watchdog finds the websocket silent, before it reconnects
         self.on_stale: Callable[[int, float], Awaitable[None]] | None = None
+        #: awaited before each session's websocket connects (the live runner checks the day's
+        #: access token here: an expired one halts and alerts before the open, not at it)
+        self.before_session: Callable[[], Awaitable[object]] | None = None
         self._flush_interval_s = flush_interval_s  # None: bars close by tick time only
         self._calendar = calendar  # None: stream whenever started (tests, ad-hoc sessions)
         self._now = now
@@ -112,6 +115,8 @@ class KiteLiveSource:
                     if await self._wait(stop, wait):
                         return
                 until = end + SESSION_TAIL
+            if self.before_session is not None:
+                await self.before_session()
             async for bars in self._session(to_slice, next_seq, stop, until):
                 yield bars
             if self._calendar is None:

@@ -7,7 +7,9 @@ client is aiohttp. What it guarantees:
   connected, send it; every (re)connection replays it (subscribe, then mode, per mode group);
 * a dropped connection is retried with exponential backoff (with jitter, capped), reset after a
   successful handshake; a 403 handshake means the access token is dead, which retrying cannot
-  fix, so ``run`` raises ``KiteTokenError`` instead of looping;
+  fix, so ``run`` raises ``KiteTokenError`` instead of looping — or, given the process's
+  ``AccessTokenWatch``, reports the dead token to it and waits, without connecting, until a
+  new token is picked up (``trader kite login``), then reconnects and resubscribes;
 * stale feed: Kite sends a heartbeat byte about every second even when nothing trades, so
   ``stale_after_s`` of total silence means the connection is dead even if TCP has not noticed;
   ``on_stale`` is told and the connection is recycled;
@@ -45,6 +47,7 @@ from brokers.kite.ticker_protocol import (
     subscribe_message,
     unsubscribe_message,
 )
+from brokers.kite.token_watch import AccessTokenWatch
 from config.redact import scrub
 from config.sessions import IST
 
@@ -96,9 +99,12 @@ class TickerClient:
         backoff_max_s: float = 30.0,
         max_reconnects: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        token_watch: AccessTokenWatch | None = None,
     ) -> None:
         self.settings = settings
         self._credentials = credentials
+        self.token_watch = token_watch
+        self._used_token: str | None = None
         self.on_ticks = on_ticks
         self.on_order_update = on_order_update
         self.on_error = on_error
@@ -157,9 +163,10 @@ class TickerClient:
     # --- connection loop --------------------------------------------------------------------
 
     def _url(self) -> URL:
+        credentials = self.token_watch.credentials if self.token_watch else self._credentials
+        self._used_token = credentials.require_access_token()
         return URL(self.settings.ws_url).update_query(
-            api_key=self._credentials.api_key,
-            access_token=self._credentials.require_access_token(),
+            api_key=credentials.api_key, access_token=self._used_token
         )
 
     def backoff(self, attempt: int) -> float:
@@ -182,7 +189,15 @@ class TickerClient:
                     if exc.status == 403:
                         message = "ticker handshake refused (403)"
                         await _call(self.on_error, message)
-                        raise KiteTokenError(message) from None
+                        watch = self.token_watch
+                        if watch is None:
+                            raise KiteTokenError(message) from None
+                        used = self._used_token
+                        await watch.expired(used, str(KiteTokenError(message)))
+                        if not await watch.wait_until_renewed(used, self._stop_requested):
+                            break
+                        failures = 0
+                        continue
                     await self._report(f"ticker handshake failed ({exc.status})")
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     text = scrub(str(exc)) or type(exc).__name__
