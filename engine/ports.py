@@ -95,6 +95,8 @@ class BarSource(Protocol):
     paced: bool  # bars arrive when they would be known live (wall-clock time matters)
     #: set by the session: awaited with (now, seconds silent) when a live feed goes quiet
     on_stale: Callable[[int, float], Awaitable[None]] | None
+    #: set by the session: awaited with (now) when a feed that went quiet delivers again
+    on_fresh: Callable[[int], Awaitable[None]] | None
 
     def batches(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
@@ -152,6 +154,8 @@ class RiskControls(Protocol):
     async def flatten(self, ts_ns: int, reason: str, only: str | None = None) -> None: ...
 
     async def feed_stale(self, ts_ns: int, silent_s: float) -> None: ...
+
+    async def feed_fresh(self, ts_ns: int) -> bool: ...
 
     def restore_day(
         self, day: int, next_day_ns: int, day_start: float, last_equity: float

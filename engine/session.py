@@ -166,6 +166,7 @@ class TradingSession:
             clock="replay" if source.finite else "wall",
         )
         source.on_stale = self._feed_stale
+        source.on_fresh = self._feed_fresh
         self.stop = asyncio.Event()
         self._day = -1
         self._loop_started: float | None = None
@@ -401,6 +402,13 @@ class TradingSession:
         async with self._bar_lock:
             await self.pipe.monitor.feed_stale(ts_ns, silent_s)
             await self._store()
+
+    async def _feed_fresh(self, ts_ns: int) -> None:
+        """Ticks flow again after a stale spell: the monitor lifts the stale-data limit (only
+        its own), between bars."""
+        async with self._bar_lock:
+            if await self.pipe.monitor.feed_fresh(ts_ns):
+                await self._store()
 
     def _between_bars(self, _event: object) -> Awaitable[None] | None:
         """A live broker reports fills whenever Kite does; store them at once, not with the

@@ -25,6 +25,7 @@ from engine.ports import AccountView
 from risk.state import TradingStateMachine
 
 KILL_SWITCH = "kill_switch"
+STALE_DATA = "stale_data"
 RATIO_EPS = 1e-12  # far below any limit's resolution, far above a ratio's rounding error
 
 
@@ -123,10 +124,20 @@ class RiskMonitor:
 
     async def feed_stale(self, ts_ns: int, silent_s: float) -> None:
         """The live feed went quiet without closing: bars built now may miss prices, so no new
-        exposure (REDUCING) until an operator or the next session lifts it."""
+        exposure (REDUCING) until ticks flow again (``feed_fresh``), an operator or the next
+        session lifts it."""
         await self.state.tighten(
-            TradingState.REDUCING, ts_ns, "stale_data", f"no market data for {silent_s:.1f}s"
+            TradingState.REDUCING, ts_ns, STALE_DATA, f"no market data for {silent_s:.1f}s"
         )
+
+    async def feed_fresh(self, ts_ns: int) -> bool:
+        """Ticks flow again: lift the stale-data REDUCING — only if nothing tightened the state
+        since (a drawdown REDUCING or any HALTED stays). True if it lifted."""
+        state = self.state
+        if state.state is TradingState.REDUCING and state.gate == STALE_DATA:
+            await state.resume(ts_ns, STALE_DATA, "market data flowing again")
+            return True
+        return False
 
     async def kill_switch(self, ts_ns: int, who: str = "operator") -> None:
         await self.state.tighten(TradingState.HALTED, ts_ns, KILL_SWITCH, f"kill switch by {who}")

@@ -90,18 +90,21 @@ async def kite_source(
     *,
     calendar: NseCalendar | None = None,
     flush_interval_s: float | None = 1.0,
-    stale_after_s: float = 5.0,
     token_watch: AccessTokenWatch | None = None,
 ) -> KiteLiveSource:
     """Kite ticks → bars for ``symbols`` (the paper daemon on live prices, and live mode).
-    ``stale_after_s`` of websocket silence (Kite heartbeats every second) is a stale feed:
-    the session's risk monitor stops new entries, and the ticker reconnects."""
+    ``kite.feed_silence_s`` of websocket silence (Kite heartbeats every second), or
+    ``kite.feed_tick_silence_s`` without a tick, is a stale feed: the session's risk monitor
+    stops new entries until ticks flow again, and the ticker reconnects with backoff."""
     tokens = await instrument_tokens(kite, credentials, symbols)
     return KiteLiveSource(
         lambda **callbacks: TickerClient(
             kite,
             credentials,
-            stale_after_s=stale_after_s,
+            stale_after_s=kite.feed_silence_s,
+            tick_silence_s=kite.feed_tick_silence_s,
+            backoff_base_s=kite.backoff_base_s,
+            backoff_max_s=kite.backoff_max_s,
             token_watch=token_watch,
             **callbacks,
         ),

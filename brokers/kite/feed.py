@@ -83,6 +83,8 @@ class KiteLiveSource:
         #: set by the session (the risk monitor's ``feed_stale``): told when the ticker's
         #: watchdog finds the websocket silent, before it reconnects
         self.on_stale: Callable[[int, float], Awaitable[None]] | None = None
+        #: set by the session (the risk monitor's ``feed_fresh``): ticks flow again
+        self.on_fresh: Callable[[int], Awaitable[None]] | None = None
         #: awaited before each session's websocket connects (the live runner checks the day's
         #: access token here: an expired one halts and alerts before the open, not at it)
         self.before_session: Callable[[], Awaitable[object]] | None = None
@@ -126,6 +128,10 @@ class KiteLiveSource:
         if self.on_stale is not None:
             await self.on_stale(time.time_ns(), silent_s)
 
+    async def _fresh(self) -> None:
+        if self.on_fresh is not None:
+            await self.on_fresh(time.time_ns())
+
     async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
         """Sleep ``seconds`` unless stopped first; True if stopped."""
         sleeper = asyncio.ensure_future(self._sleep(seconds))
@@ -147,7 +153,7 @@ class KiteLiveSource:
                 for batch in aggregator.on_tick(tick, received_at):
                     queue.put_nowait(batch)
 
-        client = self._client_factory(on_ticks=on_ticks, on_stale=self._stale)
+        client = self._client_factory(on_ticks=on_ticks, on_stale=self._stale, on_fresh=self._fresh)
         self.client = client
         await client.subscribe(list(self._tokens), "full")
         reader = asyncio.create_task(client.run())
