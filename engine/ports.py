@@ -58,6 +58,11 @@ class Broker(ABC):
     async def submit(self, order: Order) -> None:
         """Accept an approved order. Must be idempotent on ``order.order_id``."""
 
+    def booked(self, order_id: str, qty: int, value: float, costs: float) -> None:  # noqa: B027
+        """A restored order (just re-submitted) had ``qty`` filled for ``value`` and ``costs``
+        booked before the restart: a broker that reports fills from the account's order book
+        must not report them again, nor charge a per-order cap twice."""
+
     @abstractmethod
     async def cancel(self, order_id: str, reason: str = "") -> None:
         """Cancel an open order; unknown or finished orders are ignored."""

@@ -93,6 +93,10 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
             f"cash ({run.cash:.2f}); the database is inconsistent, not resuming"
         )
     recorder.resume_counts(len(pf.trades), len(equity), max(pf.curve_equity, default=-math.inf))
+    booked: dict[str, tuple[int, float, float]] = {}  # order id → filled qty, value, costs
+    for f in fills:
+        qty, value, costs = booked.get(f.order_id, (0, 0.0, 0.0))
+        booked[f.order_id] = (qty + f.qty, value + f.qty * f.price, costs + f.costs)
     pipe.execution.orders = len(orders)
     for o in orders:
         recorder.known_order(o.order_id)
@@ -106,6 +110,8 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
         pipe.pending.add(order)
         pipe.host.adopt_order(order)
         await pipe.broker.submit(order)
+        if o.order_id in booked:  # partly filled: the broker must not report that part again
+            pipe.broker.booked(o.order_id, *booked[o.order_id])
     with engine.connect() as conn:
         last_seq = max(
             conn.execute(select(func.max(table.seq)).where(table.run_id == run.run_id)).scalar_one()

@@ -73,7 +73,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from brokers.costs import CostModel
+from brokers.costs import CostModel, OrderCosts
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.errors import (
     KiteError,
@@ -186,7 +186,7 @@ class KiteBroker(Broker):
         self._bus = bus
         self.settings = settings
         self._credentials = credentials
-        self._costs = cost_model
+        self._costs = OrderCosts(cost_model)
         self.product = product
         self.exchange = exchange
         self.poll_interval_s = poll_interval_s
@@ -356,6 +356,15 @@ class KiteBroker(Broker):
         self._orders[order.order_id] = tracked
         self._by_tag[tag] = tracked
         self._spawn(self._place(tracked), f"place {order.order_id}")
+
+    def booked(self, order_id: str, qty: int, value: float, costs: float) -> None:
+        """The part of a restored order the engine booked before the restart: the order book
+        will show it executed, and it is not reported again (nor charged again)."""
+        tracked = self._orders.get(order_id)
+        if tracked is None or qty <= 0:
+            return
+        tracked.ledger.booked(qty, value)
+        self._costs.booked(order_id, value, costs)
 
     async def cancel(self, order_id: str, reason: str = "") -> None:
         """Ask Kite to cancel; the CANCELLED update follows from Kite's answer (usually before
@@ -699,7 +708,7 @@ class KiteBroker(Broker):
                     order.side,
                     execution.qty,
                     execution.price,
-                    self._costs(order.side, execution.qty, execution.price),
+                    self._costs(order.order_id, order.side, execution.qty, execution.price),
                     order.reason,
                     execution.trade_id,
                 )
