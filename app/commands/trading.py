@@ -158,8 +158,9 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
     async def go() -> int:
         warmup = await _warmup_history(args, settings, kite, credentials, symbols)
         source = await kite_source(
-            settings, kite, credentials, symbols, calendar=NseCalendar(settings.session)
-        )
+            settings, kite, credentials, symbols, calendar=NseCalendar(settings.session),
+            warmup=warmup,
+        )  # fmt: skip
         session = trading_session(
             source, strategy, settings, open_database(args.db), resume=args.resume,
             warmup=warmup, **store_options(args),

@@ -5,10 +5,12 @@ the CLI checks before anything connects.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import dataclasses
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Engine
 
 from app.runners.paper import trading_session
@@ -22,7 +24,7 @@ from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
 from brokers.kite.token_watch import AccessTokenWatch
 from config.calendar import NseCalendar
-from config.sessions import SessionTimes, parse_interval
+from config.sessions import IST, SessionTimes, parse_interval
 from config.settings import DataSettings, EngineSettings
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars, load_bars
@@ -53,21 +55,35 @@ async def history_for_warmup(
     *,
     session: SessionTimes,
     data: DataSettings | None = None,
+    now: datetime | None = None,
 ) -> LoadedBars | None:
     """The last ``days`` calendar days before ``today`` of ``symbols`` from Kite's historical
-    API (resumable, cached in ``cache_dir``), loaded like any bar file — or None for days=0.
+    API, and today's bars that have closed by ``now`` — loaded like any bar file — or None for
+    days=0. Downloads are resumable and cached in ``cache_dir``; today's part is fetched again
+    on every start (the downloader never treats a chunk reaching today as final).
 
     A live feed starts with cold indicators; replaying these bars through the decision
-    handlers first means the first live bar is decided like the thousandth."""
+    handlers first means the first live bar is decided like the thousandth. Stitching today's
+    bars in is what makes a restart at 11:00 decide its first bar on the same window as a
+    session that ran since the open; a bar still forming at ``now`` is left out (Kite serves
+    it, incomplete) — the live feed builds it from ticks. ``now`` defaults to the wall clock."""
     if days <= 0:
         return None
+    now = now or datetime.now(IST)
     async with KiteRestClient(kite, credentials) as rest:
-        results = await HistoryDownloader(rest, cache_dir).download(
-            symbols, today - timedelta(days=days), today - timedelta(days=1),
+        results = await HistoryDownloader(rest, cache_dir, today=lambda: now.date()).download(
+            symbols, today - timedelta(days=days), today,
             KITE_INTERVALS.get(parse_interval(interval), "minute"),
         )  # fmt: skip
     paths = [r.path for r in results if r.rows]
-    return load_bars(paths, interval, session=session, data=data) if paths else None
+    if not paths:
+        return None
+    loaded = load_bars(paths, interval, session=session, data=data)
+    closed = loaded.frame["ts"] + pd.Timedelta(minutes=loaded.interval_minutes) <= now
+    if closed.all():
+        return loaded
+    frame = loaded.frame[closed].reset_index(drop=True)
+    return dataclasses.replace(loaded, frame=frame) if len(frame) else None
 
 
 #: Kite's names for the intervals it serves; others are resampled from minute candles
@@ -91,13 +107,15 @@ async def kite_source(
     calendar: NseCalendar | None = None,
     flush_interval_s: float | None = 1.0,
     token_watch: AccessTokenWatch | None = None,
+    warmup: LoadedBars | None = None,
 ) -> KiteLiveSource:
     """Kite ticks → bars for ``symbols`` (the paper daemon on live prices, and live mode).
     ``kite.feed_silence_s`` of websocket silence (Kite heartbeats every second), or
     ``kite.feed_tick_silence_s`` without a tick, is a stale feed: the session's risk monitor
-    stops new entries until ticks flow again, and the ticker reconnects with backoff."""
+    stops new entries until ticks flow again, and the ticker reconnects with backoff.
+    ``warmup``: the history the session replays first; live bars continue its days."""
     tokens = await instrument_tokens(kite, credentials, symbols)
-    return KiteLiveSource(
+    source = KiteLiveSource(
         lambda **callbacks: TickerClient(
             kite,
             credentials,
@@ -115,6 +133,10 @@ async def kite_source(
         session=settings.session.times,
         max_tick_move_pct=settings.data.max_bar_move_pct,
     )
+    if warmup is not None and len(warmup.frame):
+        last = warmup.frame.groupby("symbol")["ts"].max()
+        source.continue_after({str(s): int(ts.value) for s, ts in last.items()})
+    return source
 
 
 async def live_session(
@@ -146,7 +168,7 @@ async def live_session(
     )
     source = await kite_source(
         settings, kite, credentials, symbols, calendar=calendar,
-        flush_interval_s=flush_interval_s, token_watch=watch,
+        flush_interval_s=flush_interval_s, token_watch=watch, warmup=warmup,
     )  # fmt: skip
 
     def broker(bus: EventBus, run_id: str) -> KiteBroker:

@@ -32,9 +32,9 @@ SESSION_TAIL = timedelta(minutes=1)  # and stay past the close for late ticks of
 class BatchToSlice:
     """One aggregator batch → one ``BarSlice`` (symbols in sid order, session-open flags)."""
 
-    def __init__(self, universe: Universe) -> None:
+    def __init__(self, universe: Universe, last_days: dict[str, int] | None = None) -> None:
         self._universe = universe
-        self._day: dict[str, int] = {}
+        self._day: dict[str, int] = dict(last_days or {})
 
     def __call__(self, batch: BarBatch, seq: int) -> BarSlice:
         uni = self._universe
@@ -93,6 +93,13 @@ class KiteLiveSource:
         self._now = now
         self._sleep = sleep
         self.client: TickerClient | None = None
+        self._last_days: dict[str, int] = {}
+
+    def continue_after(self, last_bar_ns: dict[str, int]) -> None:
+        """Bars before the feed (warm-up history, today's included) ended at these times per
+        symbol: a live bar of the same day is then not a session's first bar, exactly as in a
+        session that ran since the open (session-scoped features do not restart mid-day)."""
+        self._last_days = {symbol: local_day(ts) for symbol, ts in last_bar_ns.items()}
 
     async def batches(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
@@ -106,7 +113,7 @@ class KiteLiveSource:
     ) -> AsyncIterator[BarSlice]:
         """Session after session: idle until a minute before the next open (weekends and
         holidays skipped), stream until the close, close the day's last bars, repeat."""
-        to_slice = BatchToSlice(universe)
+        to_slice = BatchToSlice(universe, self._last_days)
         while not stop.is_set():
             until: datetime | None = None
             if self._calendar is not None:

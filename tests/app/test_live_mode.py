@@ -245,10 +245,11 @@ async def test_live_session_warms_up_from_kite_history_without_orders(tmp_path):
             tmp_path / "hist",
             date(2024, 6, 5),
             session=NSE,
+            now=datetime(2024, 6, 5, 9, 0, tzinfo=IST),  # started before the open
         )
         assert warm is not None and set(warm.frame["symbol"]) == {"INFY"}
         days = sorted({str(d) for d in warm.frame["ts"].dt.date})
-        assert days == ["2024-06-03", "2024-06-04"]  # Sunday 2nd has no session; 5th is today
+        assert days == ["2024-06-03", "2024-06-04"]  # Sunday 2nd has no session; 5th not open yet
         session = await live_session(
             settings,
             SmaCross(PARAMS),
