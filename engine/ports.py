@@ -108,6 +108,14 @@ class BarSource(Protocol):
     ) -> AsyncIterator[Iterable[BarSlice]]: ...
 
 
+class Alerts(Protocol):
+    """Where an operator hears about the run (a phone): session start/stop, fills, risk-state
+    changes, broker trouble, stale feed, the daily summary. ``alert`` must return at once and
+    never raise — a slow or failing notifier cannot be allowed to slow or stop trading."""
+
+    def alert(self, text: str) -> None: ...
+
+
 # ---- views of core state that the layers above may read ------------------------------------
 class AccountView(Protocol):
     equity: float

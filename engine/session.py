@@ -39,6 +39,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +48,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 
 from config.sessions import local_day
+from engine.alerting import AlertFeed
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed, ReplaySource
 from engine.events import (
@@ -60,7 +62,7 @@ from engine.events import (
 )
 from engine.metrics import compute_metrics
 from engine.pipeline import Pipeline, run_config
-from engine.ports import BarSource
+from engine.ports import Alerts, BarSource
 from engine.restore import check_resumable, restore
 from engine.store.lease import LeaseLost
 from engine.store.queries import trade_dict
@@ -175,6 +177,15 @@ class TradingSession:
         self._store_lock = asyncio.Lock()  # one commit (and its retries) at a time
         self._store_pause: str | None = None  # the reason of a pause this session set
         self._store_failure: StoreUnavailable | None = None  # the database stayed away
+        self.alerts: AlertFeed | None = None
+        self._day_equity: float | None = None  # for the daily summary
+        self._day_trades = 0
+
+    def attach_alerts(self, alerts: Alerts) -> AlertFeed:
+        """Tell ``alerts`` (a phone) about this session: start/stop, fills, risk-state changes,
+        broker trouble, and a summary at each day's end. Never on the trading path's clock."""
+        self.alerts = AlertFeed(self.pipe.bus, alerts, label=self.mode)
+        return self.alerts
 
     @property
     def stored(self) -> RunRecorder:
@@ -200,6 +211,8 @@ class TradingSession:
             await pipe.broker.start()
             pipe.host.start()
             status.outcome = "running"
+            if self.alerts is not None:
+                self.alerts.session("started", self.mode, status.run_id)
             last_ts = await self._loop(resume_after)
             if self._store_failure is not None:  # met between bars (a live fill): the run fails
                 raise self._store_failure
@@ -224,6 +237,9 @@ class TradingSession:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            if self.alerts is not None:
+                self.alerts.session(outcome if error is None else f"{outcome}: {error}",
+                                    self.mode, status.run_id)  # fmt: skip
             try:
                 await pipe.broker.stop()
             finally:
@@ -280,6 +296,8 @@ class TradingSession:
             if self._day != -1:
                 self._end_of_day()
             self._day = day
+            pf = self.pipe.portfolio
+            self._day_equity, self._day_trades = pf.equity, len(pf.trades)
         async with self._bar_lock:
             started = time.perf_counter()
             self._in_bar = True
@@ -437,6 +455,14 @@ class TradingSession:
             realized=round(pf.realized, 2), trades=len(pf.trades), holdings=pf.holdings(),
             state=str(self.pipe.state.state),
         )  # fmt: skip
+        if self.alerts is not None:
+            start = pf.equity if self._day_equity is None else self._day_equity
+            peak = self.pipe.monitor.peak
+            self.alerts.daily_summary(
+                (date(1970, 1, 1) + timedelta(days=self._day)).isoformat(),
+                pf.equity - start, len(pf.trades) - self._day_trades,
+                100 * (1 - pf.equity / peak) if peak > 0 else 0.0, str(self.pipe.state.state),
+            )  # fmt: skip
 
     async def _store(self) -> None:
         """Commit what the session has buffered (``PER_BAR``), as of the bar in hand.

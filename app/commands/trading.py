@@ -172,7 +172,7 @@ def _paper_on_kite(args: argparse.Namespace, prepared: tuple[Any, Any]) -> int:
 
 def cmd_live(args: argparse.Namespace) -> int:
     from app.daemon import serve_session, store_options
-    from app.runners.live import live_session
+    from app.runners.live import live_session, telegram_alerts
     from app.wiring import attach_predictor
     from brokers.kite.auth import load_credentials
     from config.calendar import NseCalendar
@@ -194,11 +194,19 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         warmup = await _warmup_history(args, settings, kite, credentials, symbols)
-        session = await live_session(
-            settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
-            calendar=NseCalendar(settings.session), warmup=warmup, **store_options(args),
-        )  # fmt: skip
-        return await serve_session(args, session)
+        alerts = telegram_alerts(kite)
+        if alerts is not None:
+            await alerts.start()
+        try:
+            session = await live_session(
+                settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
+                calendar=NseCalendar(settings.session), warmup=warmup, alerts=alerts,
+                **store_options(args),
+            )  # fmt: skip
+            return await serve_session(args, session)
+        finally:
+            if alerts is not None:
+                await alerts.close()
 
     return asyncio.run(go())
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from app.runners.paper import trading_session
 from brokers.costs import make_cost_model
-from brokers.kite.auth import KiteCredentials, stored_access_token
+from brokers.kite.auth import KiteCredentials, read_secrets_file, stored_access_token
 from brokers.kite.broker import KiteBroker
 from brokers.kite.feed import KiteLiveSource
 from brokers.kite.history import HistoryDownloader, resolve_tokens
@@ -28,10 +28,11 @@ from config.sessions import IST, SessionTimes, parse_interval
 from config.settings import DataSettings, EngineSettings
 from engine.bus import EventBus
 from engine.data.loader import LoadedBars, load_bars
-from engine.ports import Strategy
+from engine.ports import Alerts, Strategy
 from engine.session import TradingSession
 from engine.store.lease import DEFAULT_LEASE_TIMEOUT_S
 from engine.store.retry import DEFAULT_STORE_WAIT_S
+from notify.telegram import TelegramAlerts, TelegramSettings
 
 
 async def instrument_tokens(
@@ -155,6 +156,7 @@ async def live_session(
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
     store_wait_s: float = DEFAULT_STORE_WAIT_S,
     token_poll_s: float = 5.0,
+    alerts: Alerts | None = None,
 ) -> TradingSession:
     """Live: Kite's feed and ``KiteBroker``; the caller has checked the promotion. The lease
     and store options are ``trading_session``'s.
@@ -162,7 +164,8 @@ async def live_session(
     The feed's websocket and the broker share one ``AccessTokenWatch``: the daily token's
     expiry, met by either, halts new entries and alerts (``BrokerEvent("token_expired")``);
     the token ``trader kite login`` then writes is read from the secrets file every
-    ``token_poll_s`` and picked up by both without a restart."""
+    ``token_poll_s`` and picked up by both without a restart. ``alerts``: where the
+    operator hears about the session (``telegram_alerts``)."""
     watch = AccessTokenWatch(
         credentials, lambda: stored_access_token(kite, credentials), poll_s=token_poll_s
     )
@@ -180,7 +183,18 @@ async def live_session(
         source.before_session = made.check_token
         return made
 
-    return trading_session(
+    session = trading_session(
         source, strategy, settings, db, resume=resume, broker_factory=broker, warmup=warmup,
         lease_timeout_s=lease_timeout_s, store_wait_s=store_wait_s,
     )  # fmt: skip
+    if alerts is not None:
+        session.attach_alerts(alerts)
+    return session
+
+
+def telegram_alerts(kite: KiteSettings) -> TelegramAlerts | None:
+    """Telegram alerts if ``TELEGRAM_BOT_TOKEN`` and ``TELEGRAM_CHAT_ID`` are set (environment,
+    or the private secrets file ``trader kite login`` uses); None (off) otherwise."""
+    path = kite.secrets_path
+    settings = TelegramSettings.from_env(secrets=read_secrets_file(path) if path.exists() else {})
+    return TelegramAlerts(settings) if settings is not None else None

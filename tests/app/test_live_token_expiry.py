@@ -1,6 +1,6 @@
 """The daily token expiring in the middle of a live session (the fake Kite expires it): new
-entries halt, the expiry is announced, nothing hammers Kite while the operator logs in, and the
-token ``trader kite login`` then writes is picked up by the running session, which reconciles
+entries halt, the expiry is announced (a Telegram alert, to a fake Bot API), nothing hammers
+Kite while the operator logs in, and the token ``trader kite login`` then writes is picked up by the running session, which reconciles
 with the order book and trades on — without placing anything twice."""
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from brokers.kite.auth import ENV_ACCESS_TOKEN, login, write_secrets_file
 from config.settings import load_settings
 from engine.events import BrokerEvent, TradingState
 from engine.store.schema import RiskEventRow
+from notify.telegram import TelegramAlerts, TelegramSettings
 from strategies.sma_cross import SmaCross
 from tests.app.test_live_mode import INFY, PATH, promoted, start_of, stored_fills, tick, until
 from tests.support import PARAMS
 from tests.support.fake_kite.server import FAKE_ACCESS_TOKEN, FAKE_REQUEST_TOKEN, FakeKite
+from tests.support.fake_telegram import FAKE_BOT_TOKEN, FAKE_CHAT_ID, FakeBotApi
 
 BUY_FILLED_AT = 9  # ticks 0..8: the cross up is decided on bar 7, filled when tick 8 arrives
 
@@ -28,12 +30,15 @@ async def test_token_expiry_halts_waits_for_a_new_login_and_resumes(tmp_path):
     settings = load_settings("live", interval="1minute")
     secrets = tmp_path / "kite.env"
     write_secrets_file(secrets, {ENV_ACCESS_TOKEN: FAKE_ACCESS_TOKEN})
-    async with FakeKite(heartbeat_s=0.2) as fake:
+    async with FakeKite(heartbeat_s=0.2) as fake, FakeBotApi() as phone:
         fake.add_instrument(INFY, "INFY")
         kite = fake.settings(secrets_file=secrets)
+        alerts = TelegramAlerts(TelegramSettings(FAKE_BOT_TOKEN, FAKE_CHAT_ID, phone.api_root))
+        await alerts.start()
         session = await live_session(
             settings, SmaCross(PARAMS), engine, kite, fake.credentials(), ["INFY"],
             broker_options={"poll_interval_s": 0.1}, flush_interval_s=None, token_poll_s=0.05,
+            alerts=alerts,
         )  # fmt: skip
         broker_events: list[BrokerEvent] = []
         session.pipe.bus.subscribe(BrokerEvent, broker_events.append)
@@ -79,6 +84,16 @@ async def test_token_expiry_halts_waits_for_a_new_login_and_resumes(tmp_path):
         assert await until(lambda: not session.pipe.portfolio.holdings(), 10.0)
         session.request_stop()
         await asyncio.wait_for(task, 20)
+        await alerts.close()
+    texts = phone.texts()
+    assert texts[0].startswith("[live] live session started")
+    expiry = next(i for i, t in enumerate(texts) if "Kite token expired" in t)
+    halted = next(i for i, t in enumerate(texts) if "trading HALTED" in t)
+    renewed = next(i for i, t in enumerate(texts) if "Kite token renewed" in t)
+    resumed = next(i for i, t in enumerate(texts) if "trading ACTIVE" in t)
+    assert expiry < renewed and halted < resumed, texts
+    assert sum("fill BUY 10 INFY" in t for t in texts) == sum("fill SELL" in t for t in texts) == 1
+    assert texts[-1].startswith("[live] live session stopped")
     placed = [history[-1] for oid, history in fake.orders.items() if oid not in recorded]
     assert [o["transaction_type"] for o in placed] == ["BUY", "SELL"]  # none placed twice
     assert len({o["tag"] for o in placed}) == 2
