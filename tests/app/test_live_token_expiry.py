@@ -1,7 +1,8 @@
 """The daily token expiring in the middle of a live session (the fake Kite expires it): new
 entries halt, the expiry is announced (a Telegram alert, to a fake Bot API), nothing hammers
-Kite while the operator logs in, and the token ``trader kite login`` then writes is picked up by the running session, which reconciles
-with the order book and trades on — without placing anything twice."""
+Kite while the operator logs in, and the token ``trader kite login`` then writes is picked up
+by the running session, which reconciles with the order book and trades on — without placing
+anything twice."""
 
 from __future__ import annotations
 
