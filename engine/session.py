@@ -171,6 +171,7 @@ class TradingSession:
         source.on_fresh = self._feed_fresh
         self.stop = asyncio.Event()
         self._day = -1
+        self._summarised = -1  # the last day whose summary went out
         self._loop_started: float | None = None
         self._in_bar = False
         self._bar_lock = asyncio.Lock()
@@ -237,6 +238,8 @@ class TradingSession:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            if self.alerts is not None and status.bars_processed:
+                self.end_of_day()
             if self.alerts is not None:
                 self.alerts.session(outcome if error is None else f"{outcome}: {error}",
                                     self.mode, status.run_id)  # fmt: skip
@@ -293,8 +296,7 @@ class TradingSession:
         status = self.status
         day = local_day(bars.ts_ns)
         if day != self._day:
-            if self._day != -1:
-                self._end_of_day()
+            self.end_of_day()
             self._day = day
             pf = self.pipe.portfolio
             self._day_equity, self._day_trades = pf.equity, len(pf.trades)
@@ -447,6 +449,14 @@ class TradingSession:
                             OrderStatus.REJECTED, 0, "not sent: the database refused its row")
             )  # fmt: skip
             raise
+
+    def end_of_day(self) -> None:
+        """The day's close: the summary (logged, and sent to the alerts) — once per day,
+        whether the feed says the session is over, the next day's first bar arrives, or the
+        session stops."""
+        if self._day != -1 and self._summarised != self._day:
+            self._summarised = self._day
+            self._end_of_day()
 
     def _end_of_day(self) -> None:
         pf = self.pipe.portfolio

@@ -189,6 +189,7 @@ async def live_session(
     )  # fmt: skip
     if alerts is not None:
         session.attach_alerts(alerts)
+    source.after_session = session.end_of_day  # the summary at the close, not next morning
     return session
 
 

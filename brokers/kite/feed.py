@@ -88,6 +88,8 @@ class KiteLiveSource:
         #: awaited before each session's websocket connects (the live runner checks the day's
         #: access token here: an expired one halts and alerts before the open, not at it)
         self.before_session: Callable[[], Awaitable[object]] | None = None
+        #: called when a session's last bars have been handed out (the day's summary)
+        self.after_session: Callable[[], object] | None = None
         self._flush_interval_s = flush_interval_s  # None: bars close by tick time only
         self._calendar = calendar  # None: stream whenever started (tests, ad-hoc sessions)
         self._now = now
@@ -128,6 +130,8 @@ class KiteLiveSource:
                 await self.before_session()
             async for bars in self._session(to_slice, next_seq, stop, until):
                 yield bars
+            if self.after_session is not None and not stop.is_set():
+                self.after_session()
             if self._calendar is None:
                 return
 
