@@ -151,6 +151,7 @@ class TradingStateMachinePort(Protocol):
 
     state: TradingState
     reason: str
+    gate: str  # what moved it last
 
     async def tighten(self, to: TradingState, ts_ns: int, gate: str, reason: str) -> bool: ...
 

@@ -176,8 +176,10 @@ async def publish_close(
     )
 
 
-#: broker events that end the trouble another kind caused: the halt it caused lifts by itself
-CURED_BY = {"token_renewed": "token_expired"}
+#: broker events that end the trouble another kind caused: the halt it caused lifts by itself.
+#: A reconciliation at start proves the token works: it lifts a token halt a restarted run
+#: carried over from before the restart.
+CURED_BY = {"token_renewed": "token_expired", "reconciled": "token_expired"}
 
 
 class BrokerTroubleGuard:
@@ -186,9 +188,9 @@ class BrokerTroubleGuard:
     resumes once the cause is fixed, or the next session does; trouble that persists halts
     again with the next broker event.
 
-    One cure is the broker's to announce: a new access token (``token_renewed``), reconciled
-    with Kite's book, lifts a halt whose last cause was the expired token — and only that one
-    (a drawdown or kill-switch halt stays)."""
+    One cure is the broker's to announce: a new access token (``token_renewed``), or a start
+    whose reconciliation with Kite's book succeeded (``reconciled``), lifts a halt whose last
+    cause was the expired token — and only that one (a drawdown or kill-switch halt stays)."""
 
     def __init__(self, monitor: RiskMonitor) -> None:
         self._monitor = monitor

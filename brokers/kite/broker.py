@@ -291,13 +291,11 @@ class KiteBroker(Broker):
         self._token_dead = None
         self._network_ok()
         try:
-            await self._reconcile()
+            summary = await self._reconcile(announce=False)
         except KiteError as exc:
             await self._report_failure(exc, "reconcile with a new access token")
             return
-        await self._event(
-            "token_renewed", "new Kite access token accepted; order book and positions reconciled"
-        )
+        await self._event("token_renewed", f"new Kite access token accepted; {summary}")
         await self.poll_once()
         await self._start_loops()
 
@@ -925,7 +923,9 @@ class KiteBroker(Broker):
     def _ours(self, snap: KiteOrderSnapshot) -> str | None:
         return next((tag for tag in snap.tags if tag.startswith(self._prefix)), None)
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, announce: bool = True) -> str:
+        """Read the day's order book and positions; adopt our open orders nobody re-submitted.
+        Announced as ``reconciled`` unless ``announce`` is False (the caller words it)."""
         rows = await with_retries(self._api.orders, self._retry)
         book = [KiteOrderSnapshot.parse(row) for row in rows]
         mine = [(tag, snap) for snap in book if (tag := self._ours(snap)) is not None]
@@ -952,15 +952,17 @@ class KiteBroker(Broker):
             f"{t.order.order_type}"
             for t in adopted
         )
-        await self._event(
-            "reconciled",
+        summary = (
             f"Kite order book: {len(mine)} order(s) with our tag today, {finished} finished, "
             f"{expected} matched to re-submitted orders, {len(adopted)} open adopted"
             + (f" ({adopted_text})" if adopted else "")
-            + f"; positions {self.exchange} {self.product}: {held}",
+            + f"; positions {self.exchange} {self.product}: {held}"
         )
+        if announce:
+            await self._event("reconciled", summary)
         for tracked in adopted:  # report what they have done so far (fills, OPEN)
             await self._apply(self._start_book[tracked.tag])
+        return summary
 
     def _adopted_order(self, snap: KiteOrderSnapshot) -> Order:
         try:

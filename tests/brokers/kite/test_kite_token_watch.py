@@ -77,8 +77,8 @@ async def test_broker_renews_on_a_new_token_and_waits_again_if_kite_rejects_it(f
     write_secrets_file(settings.secrets_path, {ENV_ACCESS_TOKEN: "tomorrows-token-123"})
     assert await until(lambda: "token_renewed" in [e.kind for e in seen])
     assert broker.halted is None and not watch.dead and watch.renewals == 2
-    kinds = [e.kind for e in seen]
-    assert kinds.index("reconciled", kinds.index("token_expired")) < kinds.index("token_renewed")
+    (renewed,) = [e for e in seen if e.kind == "token_renewed"]
+    assert "Kite order book:" in renewed.message  # reconciled before it was announced
     assert await broker.check_token() is True
     await broker.stop()
     await watch.close()
@@ -108,4 +108,11 @@ async def test_a_renewed_token_lifts_only_the_halt_the_expiry_caused():
     assert state.state is TradingState.ACTIVE and state.gate == "broker_token_renewed"
     await state.tighten(TradingState.HALTED, 3, "max_drawdown", "drawdown 20%")
     assert guard.on_broker_event(renewed) is None  # not the token's halt: it stays
+    reconciled = BrokerEvent(4, 4, "reconciled", "Kite order book: ...", False)
+    assert guard.on_broker_event(reconciled) is None
     assert state.state is TradingState.HALTED
+    # a run restarted while HALTED by the token (engine/restore.py restores the gate): the
+    # start's successful reconciliation proves the token works and lifts that halt
+    state.state, state.gate = TradingState.HALTED, "broker_token_expired"
+    await guard.on_broker_event(reconciled)
+    assert state.state is TradingState.ACTIVE
