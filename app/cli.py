@@ -12,7 +12,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.commands import doctor, features, kite, models, runs, strategies, trading
+from app.commands import (
+    data,
+    doctor,
+    features,
+    kite,
+    models,
+    promotion,
+    reports,
+    runs,
+    strategies,
+    trading,
+)
+from app.commands.help_format import show_defaults
 from app.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -26,7 +38,18 @@ from config.settings import SettingsError
 from engine.data.quality import DataError
 
 #: command modules, each adding its sub-commands with ``register(subparsers)``
-COMMAND_MODULES = (trading, runs, strategies, features, models, kite, doctor)
+COMMAND_MODULES = (
+    trading,
+    runs,
+    reports,
+    promotion,
+    strategies,
+    features,
+    models,
+    data,
+    kite,
+    doctor,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    show_defaults(parser)  # every option's default in --help (app/commands/help_format.py)
     return parser
 
 

@@ -97,7 +97,12 @@ async def serve_session(args: argparse.Namespace, session: TradingSession) -> in
     if session.recorder is not None:
         add_to_result(result, session.recorder.model_data)
     status = session.status
-    outcome = "finished" if status.finished else f"stopped (resume with --resume {status.run_id})"
+    db = f" --db {args.db}" if getattr(args, "db", None) else ""
+    outcome = (
+        "finished"
+        if status.finished
+        else f"stopped (resume: trader {status.mode} --resume {status.run_id}{db})"
+    )
     print(f"{status.mode} session {outcome} after {status.bars_processed} bars")
     print_result(args, result)
     return 0
@@ -105,14 +110,14 @@ async def serve_session(args: argparse.Namespace, session: TradingSession) -> in
 
 def run_daemon(
     args: argparse.Namespace, prepared: tuple[Any, Any], bars: Any, label: str,
-    speed: float | None,
+    speed: float | None, launch: dict[str, Any] | None = None,
 ) -> int:  # fmt: skip
-
+    """``launch``: how the run was started (``app/commands/launch.py``), stored with it."""
     settings, strategy = prepared
     print(bars.quality)
     session = trading_session(
         bars, strategy, settings, open_database(args.db), speed=speed, resume=args.resume,
-        **store_options(args),
+        launch=launch, **store_options(args),
     )  # fmt: skip
     log.info("daemon.start", feed=label, strategy=strategy.name, run_id=session.status.run_id)
     return asyncio.run(serve_session(args, session))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 from pathlib import Path
 
 from engine.data.loader import LoadedBars
@@ -56,7 +57,26 @@ def train_demo_model(bars: LoadedBars, out: Path, epochs: int, seed: int) -> Pat
         interval_minutes=bars.interval_minutes,
         echo=lambda line: print(f"  {line}"),
     )  # fmt: skip
-    return result.best_path
+    return result.model_path
+
+
+def demo_model(args: argparse.Namespace, train_part: LoadedBars) -> Path:
+    """The demo's model: trained once per recipe (training data, seed, epochs) into its own
+    directory under ``--model-dir`` (default ``$TRADER_HOME/demo-model``), reused when the same
+    demo runs again — training is deterministic for a seed, so the file would be the same.
+    One directory per recipe: two trainings never mix their checkpoints."""
+    from config.paths import demo_model_dir
+    from models.train import BEST_NAME
+
+    root = Path(args.model_dir) if args.model_dir else demo_model_dir()
+    out = root / f"{train_part.fingerprint[:16]}-seed{args.seed}-epochs{args.epochs}"
+    if (out / BEST_NAME).exists():
+        print(f"using the model trained earlier on the same sessions, seed and epochs: {out}")
+        return out / BEST_NAME
+    if out.exists():
+        shutil.rmtree(out)  # an interrupted training of this recipe: start it again, cleanly
+    print(f"training a small model on the first {len(train_part.frame):,} bars → {out}")
+    return train_demo_model(train_part, out, args.epochs, args.seed)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -71,9 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.strategy == "model":
         train_part, test_part = split_by_session(bars, TRAIN_SHARE)
         if not args.model:
-            out = Path(args.model_dir)
-            print(f"training a small model on the first {len(train_part.frame):,} bars → {out}")
-            args.model = [str(train_demo_model(train_part, out, args.epochs, args.seed))]
+            args.model = [str(demo_model(args, train_part))]
         print(
             f"backtesting the model strategy on the {len(test_part.frame):,} later bars "
             "it never saw"

@@ -7,8 +7,11 @@ Everything here is construction — the behaviour lives in the parts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from brokers.costs import make_cost_model
 from brokers.simulated import SimulatedBroker
+from config.paths import prediction_cache_dir
 from config.sessions import NS_PER_MINUTE, minute_of_day, parse_interval
 from config.settings import EngineSettings
 from engine.bus import EventBus
@@ -95,6 +98,16 @@ def check_strategy(strategy: Strategy) -> None:
         require_precision(strategy.p.precision, strategy.p.device)
 
 
+def prediction_cache(cache_dir: str) -> Path | None:
+    """The model strategy's ``cache_dir``: "" (the default) is ``$TRADER_HOME/cache/
+    predictions``, so changing a threshold re-runs without predicting again; ``off`` keeps
+    predictions in memory only. The cache is keyed by model hash and feature-data fingerprint,
+    so a stale entry is never read."""
+    if cache_dir.strip().lower() == "off":
+        return None
+    return Path(cache_dir) if cache_dir else prediction_cache_dir()
+
+
 def attach_predictor(
     strategy: Strategy, replay: LoadedBars | None = None, progress: bool = False
 ) -> PrecomputedPredictor | None:
@@ -117,6 +130,6 @@ def attach_predictor(
         strategy.use_predictor(OnlinePredictor(network))
         return None
     table = table_from_loaded_bars(replay)
-    ahead = PrecomputedPredictor(network, table, params.cache_dir or None, progress)
+    ahead = PrecomputedPredictor(network, table, prediction_cache(params.cache_dir), progress)
     strategy.use_predictor(ahead)
     return ahead

@@ -55,6 +55,8 @@ class SimulatedBroker(Broker):
         self._tick = tick_size
         self._open: dict[str, Order] = {}
         self._seen: set[str] = set()
+        #: the price the last matched order was decided against (NaN: a limit, none)
+        self._reference = math.nan
 
     async def submit(self, order: Order) -> None:
         if order.order_id in self._seen:
@@ -99,6 +101,7 @@ class SimulatedBroker(Broker):
     def _execution_price(self, order: Order, o: float, h: float, lo: float) -> float | None:
         buy = order.side == Side.BUY
         kind = order.order_type
+        self._reference = o
         if kind == OrderType.MARKET:
             raw = o * (1 + self._slip) if buy else o * (1 - self._slip)
             return round_to_tick(raw, self._tick, order.side)
@@ -108,16 +111,20 @@ class SimulatedBroker(Broker):
                 return None
             base = max(o, stop) if buy else min(o, stop)
             if kind == OrderType.STOP:
+                self._reference = base
                 raw = base * (1 + self._slip) if buy else base * (1 - self._slip)
                 return round_to_tick(raw, self._tick, order.side)
             o = base  # stop-limit: triggered; now behaves as a limit from the trigger price
         limit = order.limit_price
+        self._reference = math.nan  # a limit fills at a price that was offered: no slippage
         if buy:
             return round_to_tick(min(o, limit), self._tick, order.side) if lo <= limit else None
         return round_to_tick(max(o, limit), self._tick, order.side) if h >= limit else None
 
     async def _fill(self, order: Order, ts_ns: int, price: float) -> None:
         costs = self._costs(order.side, order.qty, price)
+        reference = self._reference
+        slippage = 0.0 if math.isnan(reference) else abs(price - reference) * order.qty
         del self._open[order.order_id]
         bus = self._bus
         await bus.publish(
@@ -127,7 +134,7 @@ class SimulatedBroker(Broker):
         )
         await bus.publish(
             Fill(ts_ns, bus.next_seq(), order.order_id, order.symbol, order.side, order.qty, price,
-                 costs, order.reason)
+                 costs, order.reason, slippage=slippage)
         )  # fmt: skip
 
     async def end_of_data(

@@ -122,6 +122,9 @@ class PromotionSettings(_Strict):
     max_backtest_drawdown: float = Field(0.20, gt=0, le=1)
     min_paper_days: int = Field(20, ge=1, description="trading days (4 weeks)")
     max_paper_drawdown: float = Field(0.20, gt=0, le=1)
+    min_profitable_folds: float = Field(
+        0.5, ge=0, le=1, description="share of a walk-forward study's folds with positive P&L"
+    )
     live_capital_cap: float = Field(50_000.0, gt=0, description="rupees")
 
 
@@ -162,6 +165,7 @@ HTTP_ALLOWED_HOSTS_ENV = "TRADER_HTTP_ALLOWED_HOSTS"
 NOT_SETTINGS = frozenset(
     {
         "TRADER_DB",
+        "TRADER_HOME",
         "TRADER_TOKEN",
         "TRADER_TOKEN_FILE",
         "TRADER_STRATEGY_PATH",

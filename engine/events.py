@@ -144,6 +144,9 @@ class Fill(NamedTuple):
     costs: float
     reason: str = ""
     trade_id: str = ""  # the exchange's trade id where there is one (dedups websocket vs poll)
+    #: rupees this fill cost against the price the order was decided on (the bar's open, the
+    #: stop): the simulated broker's ``slippage_bps`` and tick rounding; 0 where unknown
+    slippage: float = 0.0
 
 
 class BrokerEvent(NamedTuple):

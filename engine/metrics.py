@@ -12,7 +12,9 @@ Formulas (r_i = bar-to-bar equity returns, d_j = daily returns from each session
   (in bars and calendar days) from a peak to the recovery of that peak (or the end)
 - win_rate = winning trades / closed trades; profit_factor = Σ wins / |Σ losses|
 - avg_trade = mean net trade P&L; exposure = share of bars with a non-zero position;
-  turnover = traded value / mean equity; total_costs = Σ charges.
+  turnover = traded value / mean equity; total_costs = Σ charges; total_slippage = Σ over
+  fills of |fill price − the price the order was decided against| · qty (already inside the
+  fill prices, so inside total_pnl; charges are on top).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def compute_metrics(
     total_costs: float,
     *,
     session: SessionTimes,
+    total_slippage: float = 0.0,
 ) -> dict[str, float]:
     """The module doc's metrics; ``session`` (the run's hours) sets bars per session."""
     out: dict[str, float] = {}
@@ -102,4 +105,5 @@ def compute_metrics(
     out["exposure"] = float(np.mean(gross > 0))
     out["turnover"] = float(turnover / equity.mean()) if equity.mean() > 0 else 0.0
     out["total_costs"] = float(total_costs)
+    out["total_slippage"] = float(total_slippage)
     return out

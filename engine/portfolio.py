@@ -73,6 +73,7 @@ class Portfolio:
         self.cash = capital
         self.realized = 0.0
         self.total_costs = 0.0
+        self.total_slippage = 0.0
         self.turnover = 0.0
         self._cap = 64
         self._qty = np.zeros(self._cap, dtype=np.int64)
@@ -198,6 +199,7 @@ class Portfolio:
         price = fill.price
         self.cash -= signed * price + fill.costs
         self.total_costs += fill.costs
+        self.total_slippage += fill.slippage
         self.turnover += fill.qty * price
         realized = -fill.costs
         closing = min(abs(signed), abs(old)) if old and (old > 0) != (signed > 0) else 0

@@ -228,6 +228,10 @@ class StrategyContext(Protocol):
         """Filled positions indexed by universe sid (int64, read-only view)."""
         ...
 
+    def equity(self) -> float:
+        """The account's equity (cash + positions at their last prices), for sizing."""
+        ...
+
     def submit(
         self,
         symbol: str,

@@ -84,7 +84,7 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
     for f in fills:
         pf.apply_fill(
             Fill(f.ts, f.seq, f.order_id, f.symbol, Side(f.side), f.qty, f.price, f.costs,
-                 f.reason)
+                 f.reason, slippage=f.slippage or 0.0)
         )  # fmt: skip
     for p in positions:
         pf.set_last_price(p.symbol, p.last_price)

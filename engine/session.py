@@ -388,7 +388,7 @@ class TradingSession:
             np.asarray(pf.curve_ts, dtype=np.int64), np.asarray(pf.curve_equity),
             np.asarray(pf.curve_gross), pf.trades, pf.initial_capital,
             self.source.interval_minutes, pf.turnover, pf.total_costs,
-            session=self.settings.session.times,
+            session=self.settings.session.times, total_slippage=pf.total_slippage,
         )  # fmt: skip
         status.outcome = outcome
         status.finished = outcome == "finished"

@@ -25,6 +25,9 @@ class PositionReader(Protocol):
 
     def qty_by_sid(self) -> np.ndarray: ...
 
+    @property
+    def equity(self) -> float: ...
+
 
 class StrategyHost:
     def __init__(
@@ -54,6 +57,9 @@ class StrategyHost:
 
     def positions_by_sid(self) -> np.ndarray:
         return self._positions.qty_by_sid()
+
+    def equity(self) -> float:
+        return float(self._positions.equity)
 
     def submit(
         self,

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.events import FeatureSlice
+from engine.ports import BUY, SELL
 from models.dataset import FeatureTable, WindowSet, window_ends
 from models.errors import ModelError, SpecMismatchError
 from models.inference import Predictor
@@ -173,12 +174,36 @@ class PrecomputedPredictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         return self.predictions.lookup(features.ts_ns, features.symbols)
 
+    def probability_range(self, entry_threshold: float | None = None) -> dict[str, Any]:
+        """What the model actually says on the replayed period (``probability_range``)."""
+        return probability_range(self.predictions.probs, entry_threshold)
+
     def score(self) -> dict[str, Any]:
         """The model's calls over the replayed period against the labels realised in it."""
         label_cfg = self.predictor.bundles[0].label_config
         if label_cfg is None:  # an imported model may not say what it was trained to call
             return {"note": "the model file records no label config"}
         return score_predictions(self.predictions, self.table, label_cfg)
+
+
+#: the quantiles of P(BUY) and P(SELL) shown with a model's backtest
+QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+
+
+def probability_range(probs: np.ndarray, entry_threshold: float | None = None) -> dict[str, Any]:
+    """Quantiles of P(BUY) and P(SELL) over every predicted bar of a period, and the share of
+    bars where either reaches ``entry_threshold``. Thresholds are compared with these numbers:
+    a model whose P(BUY) never passes 0.45 takes no trade at an ``entry_threshold`` of 0.5,
+    whatever an example says."""
+    out: dict[str, Any] = {"bars": len(probs), "quantiles": list(QUANTILES)}
+    for name, column in (("BUY", BUY), ("SELL", SELL)):
+        values = probs[:, column].astype(np.float64) if len(probs) else np.zeros(0)
+        out[name] = np.quantile(values, QUANTILES).tolist() if len(values) else []
+    if entry_threshold is not None:
+        reached = (probs[:, BUY] >= entry_threshold) | (probs[:, SELL] >= entry_threshold)
+        out["entry_threshold"] = entry_threshold
+        out["entry_threshold_reached"] = float(reached.mean()) if len(probs) else 0.0
+    return out
 
 
 def score_predictions(

@@ -11,7 +11,8 @@ Rules (per symbol, on the position including orders still pending):
 - long: reverse to short on a short signal (flat if shorting is off); close when
   P(BUY) < ``exit_threshold``; short is the mirror;
 - no new exposure after ``last_entry`` (IST) — the square-off closes positions at 15:20.
-Size is fixed notional (``notional`` / price) or volatility-targeted (``notional`` ×
+Size is fixed notional (``notional`` / price), a fraction of current equity (``fraction`` ×
+equity / price) or volatility-targeted (``notional`` ×
 ``vol_target`` / σ, capped at ``max_scale`` × ``notional``), where σ is an EWMA of one-bar log
 returns within the session. Every target goes out as an intent, through the risk chain.
 """
@@ -31,7 +32,7 @@ from engine.features.spec import SpecMismatchError
 from engine.ports import BUY, SELL, PredictorPort
 from strategies.base import Strategy, StrategyContext, StrategyParams
 
-SIZINGS = ("notional", "volatility")
+SIZINGS = ("notional", "fraction", "volatility")
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,9 @@ class ModelStrategyParams(StrategyParams):
     entry_threshold: float = 0.5
     exit_threshold: float = 0.4
     allow_short: bool = True
-    sizing: str = "notional"  # notional | volatility
+    sizing: str = "notional"  # notional | fraction | volatility
     notional: float = 100_000.0  # rupees per position (the base under volatility sizing)
+    fraction: float = 0.1  # sizing=fraction: share of current equity per position
     vol_target: float = 0.001  # volatility sizing: target one-bar σ of the position / notional
     vol_halflife: int = 30  # bars, EWMA of squared returns
     max_scale: float = 2.0  # volatility sizing: at most max_scale × notional
@@ -50,7 +52,8 @@ class ModelStrategyParams(StrategyParams):
     device: str = "cpu"
     threads: int = 0  # 0: leave torch's setting
     precision: str = "fp32"  # fp32 | bf16
-    cache_dir: str = ""  # replay prediction cache; "" keeps predictions in memory only
+    # replay prediction cache: "" is $TRADER_HOME/cache/predictions, "off" keeps them in memory
+    cache_dir: str = ""
 
     def validate(self) -> None:
         if not 0.0 <= self.exit_threshold <= 1.0 or not 0.0 < self.entry_threshold <= 1.0:
@@ -64,6 +67,8 @@ class ModelStrategyParams(StrategyParams):
             raise ValueError(f"parameter sizing={self.sizing!r} must be one of {SIZINGS}")
         if not self.notional > 0 or not self.vol_target > 0 or not self.max_scale > 0:
             raise ValueError("parameters notional, vol_target and max_scale must be > 0")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"parameter fraction={self.fraction} must be in (0, 1] (of equity)")
         if self.vol_halflife < 1:
             raise ValueError(f"parameter vol_halflife={self.vol_halflife} must be ≥ 1")
         if self.device not in {"cpu", "cuda"}:
@@ -198,7 +203,7 @@ class ModelStrategy(Strategy):
         direction = decide(probs, held, self.p, may_enter)
         for j in np.flatnonzero(direction != np.sign(held)):
             sid = int(features.sid[positions[j]])
-            qty = 0 if direction[j] == 0 else int(direction[j]) * self._size(sid)
+            qty = 0 if direction[j] == 0 else int(direction[j]) * self._size(sid, ctx.equity())
             if direction[j] != 0 and qty == 0:
                 if held[j] == 0:
                     continue  # cannot size an entry (price/σ unknown): stay flat
@@ -207,12 +212,12 @@ class ModelStrategy(Strategy):
             self.stats["intents"] += 1
             ctx.target(symbols[j], qty, reason=reason)
 
-    def _size(self, sid: int) -> int:
+    def _size(self, sid: int, equity: float) -> int:
         """Shares for a new position in ``sid`` (0 when it cannot be sized)."""
         price = self._close[sid] if sid < len(self._close) else math.nan
         if not price > 0:
             return 0
-        value = self.p.notional
+        value = self.p.notional if self.p.sizing != "fraction" else self.p.fraction * equity
         if self.p.sizing == "volatility":
             if self._n_ret[sid] < 2:
                 return 0

@@ -1,7 +1,9 @@
 """The reference strategy: long-only simple-moving-average crossover.
 
 Enter long when fast[t-1] < slow[t-1] and fast[t] > slow[t] (and flat); exit when
-fast[t-1] > slow[t-1] and fast[t] < slow[t] (and long). Averages are incremental per symbol,
+fast[t-1] > slow[t-1] and fast[t] < slow[t] (and long). An entry buys ``qty`` shares, or with
+``sizing=notional`` / ``sizing=fraction`` a rupee amount / a fraction of equity at the
+crossing bar's close (``strategies/sizing.py``). Averages are incremental per symbol,
 updated for all symbols of a slice in one numba call.
 """
 
@@ -14,21 +16,24 @@ import numpy as np
 
 from engine.events import BarSlice, Side
 from strategies.base import Strategy, StrategyContext, StrategyParams
+from strategies.sizing import check_sizing, shares
 
 
 @dataclass(frozen=True)
 class SmaCrossParams(StrategyParams):
     fast: int = 10
     slow: int = 30
-    qty: int = 1
+    qty: int = 1  # shares per entry (sizing=qty)
+    sizing: str = "qty"  # qty | notional (rupees per position) | fraction (of equity)
+    notional: float = 100_000.0  # sizing=notional: rupees per position
+    fraction: float = 0.1  # sizing=fraction: share of current equity per position
 
     def validate(self) -> None:
         if self.fast < 1:
             raise ValueError(f"parameter fast={self.fast} must be ≥ 1")
         if self.slow <= self.fast:
             raise ValueError(f"parameter slow={self.slow} must be greater than fast={self.fast}")
-        if self.qty < 1:
-            raise ValueError(f"parameter qty={self.qty} must be ≥ 1")
+        check_sizing(self.sizing, self.qty, self.notional, self.fraction)
 
 
 # Per-symbol state: one float64 row per sid (one array keeps the kernel call cheap — numba
@@ -106,8 +111,9 @@ def _sma_cross_step(  # pragma: no cover - numba
 
 
 class SmaCross(Strategy):
-    """Long-only moving-average crossover: buy ``qty`` when fast crosses above slow, sell on
-    the cross back (the reference strategy, held bit for bit to backtesting.py)."""
+    """Long-only moving-average crossover: buy when fast crosses above slow (``qty`` shares,
+    or a rupee amount or fraction of equity by ``sizing``), sell on the cross back (the
+    reference strategy, held bit for bit to backtesting.py)."""
 
     name = "sma_cross"
     Params = SmaCrossParams
@@ -115,7 +121,8 @@ class SmaCross(Strategy):
     def __init__(self, params: SmaCrossParams | None = None) -> None:
         super().__init__(params)
         p: SmaCrossParams = self.params  # type: ignore[assignment]
-        self._fast, self._slow, self._qty = p.fast, p.slow, p.qty
+        self.p = p
+        self._fast, self._slow = p.fast, p.slow
         self._state = np.zeros((0, RING + self._slow))
         self._alloc(64)
 
@@ -138,6 +145,9 @@ class SmaCross(Strategy):
             symbol = bars.symbols[k]
             held = ctx.position(symbol) + ctx.pending(symbol)
             if self._signal[k] > 0 and held == 0:
-                ctx.submit(symbol, Side.BUY, self._qty, reason="fast crossed above slow")
+                p = self.p
+                qty = shares(p.sizing, p.qty, p.notional, p.fraction, float(close[k]), ctx.equity())
+                if qty > 0:
+                    ctx.submit(symbol, Side.BUY, qty, reason="fast crossed above slow")
             elif self._signal[k] < 0 and held > 0:
                 ctx.submit(symbol, Side.SELL, held, reason="fast crossed below slow")

@@ -34,6 +34,16 @@ def _root_logging_stays_per_test() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.fixture(autouse=True)
+def _trader_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ``$TRADER_HOME`` (``config.paths``): a command run without
+    ``--db`` stores there, never in the user's real home, and no test sees another's runs."""
+    home = tmp_path_factory.mktemp("trader-home")
+    monkeypatch.setenv("TRADER_HOME", str(home))
+    monkeypatch.delenv("TRADER_DB", raising=False)
+    return home
+
+
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory):
     """One real PostgreSQL server for the session (see tests/support/postgres.py). Without the

@@ -1,6 +1,7 @@
-"""``trader doctor``: where everything lives and what this machine can do — the database, the
-control token, the Kite secrets file and the caches the commands use by default; the CPU's
-bf16 support; which Kite credentials are present (never their values); versions.
+"""``trader doctor`` (and ``trader paths``, its first section alone): where everything lives
+and what this machine can do — the database, the control token, the Kite secrets file and the
+caches the commands use by default (``config/paths.py``); the CPU's bf16 support; which Kite
+credentials are present (never their values); versions.
 
 It only reads: it opens no database (a lookup must never create one) and contacts nothing.
 """
@@ -13,13 +14,13 @@ import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from app.web.auth import TOKEN_ENV, TOKEN_FILE_ENV, default_token_path
 from brokers.kite.auth import ENV_ACCESS_TOKEN, ENV_API_KEY, ENV_API_SECRET, read_secrets_file
 from brokers.kite.settings import KiteSettings
-from engine.store.database import database_url
+from config.paths import demo_model_dir, history_cache_dir, prediction_cache_dir, trader_home
+from engine.store.database import database_url, shown_url, sqlite_file
 from engine.version import code_version
 
 PACKAGES = ("torch", "numpy", "numba", "pandas", "sqlalchemy", "aiohttp", "kiteconnect", "ray")
@@ -32,31 +33,48 @@ def register(sub: Any) -> None:
     p.add_argument("--db", help="the database URL or path to describe (default: as commands do)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_doctor)
-
-
-def _sqlite_file(url: str) -> str:
-    return (
-        str(Path(url.removeprefix("sqlite:///")).resolve()) if url.startswith("sqlite:///") else ""
-    )
+    # `trader paths`: the locations part of doctor alone (what a user looks for first)
+    p = sub.add_parser("paths", help="where the database, token, secrets and caches live")
+    p.add_argument("--db", help="the database URL or path to describe (default: as commands do)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_paths)
 
 
 def paths(db: str | None) -> dict[str, Any]:
-    """The default locations, from the same definitions the commands use."""
-    from app.cli import build_parser
-
-    url = database_url(db or os.environ.get("TRADER_DB"))
-    defaults = build_parser().parse_args(["paper"])  # the run commands' option defaults
+    """The default locations, from the same definitions the commands use (``config.paths``,
+    ``app.web.auth``, ``brokers.kite.settings``)."""
+    url = database_url(db)
+    file = sqlite_file(url)
     return {
-        "database": url,
-        "database_file": _sqlite_file(url),
-        "database_exists": bool(_sqlite_file(url)) and Path(_sqlite_file(url)).exists(),
+        "trader_home": str(trader_home()),
+        "database": shown_url(url),
+        "database_exists": file.exists() if file is not None else "not a file (server database)",
         "control_token": str(default_token_path(0)).replace("api-token-0", "api-token-<PORT>")
         if not os.environ.get(TOKEN_ENV)
         else f"${TOKEN_ENV} (set)",
         "kite_secrets_file": str(KiteSettings.from_env().secrets_path),
-        "history_cache": str(Path(defaults.history_cache).resolve()),
-        "prediction_cache": "in memory (--param cache_dir=DIR keeps it on disk)",
+        "history_cache": str(history_cache_dir()),
+        "prediction_cache": str(prediction_cache_dir()),
+        "demo_model": str(demo_model_dir()),
     }
+
+
+def _print_sections(report: dict[str, dict[str, Any]]) -> None:
+    for section, values in report.items():
+        print(f"{section.replace('_', ' ')}:")
+        for key, value in values.items():
+            label = key if key.isupper() else key.replace("_", " ")  # env names stay as typed
+            print(f"  {label:<20} {value}")
+    sys.stdout.flush()
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    report = {"paths": paths(args.db)}
+    if args.json:
+        print(json.dumps(report["paths"], indent=2))
+    else:
+        _print_sections(report)
+    return 0
 
 
 def credentials() -> dict[str, str]:
@@ -121,10 +139,5 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    for section, values in report.items():
-        print(f"{section.replace('_', ' ')}:")
-        for key, value in values.items():
-            label = key if key.isupper() else key.replace("_", " ")  # env names stay as typed
-            print(f"  {label:<20} {value}")
-    sys.stdout.flush()
+    _print_sections(report)
     return 0

@@ -43,7 +43,11 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--max-windows", type=int, help="subsample to at most N windows")
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", type=Path, required=True, metavar="DIR")
+    tr.add_argument(
+        "--out", type=Path, required=True, metavar="DIR",
+        help="a new or empty directory for the checkpoints, model.ckpt and the log (a directory "
+        "holding files is refused: one training run per directory)",
+    )  # fmt: skip
     tr.add_argument("--batch-size", type=int, default=512)
     tr.add_argument("--lr", type=float, default=1e-4)
     tr.add_argument("--patience", type=int, default=15)
@@ -163,6 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.labels import format_distribution
     from models.train import train
 
+    refuse_used_out(args.out)  # before any data is read
     if args.features is not None:
         if args.start_date or args.end_date:
             raise UserError("--start-date/--end-date select bars of --data, not of --features")
@@ -196,6 +201,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"model: {result.model_path}  (hash {result.model_hash[:16]})")
     print(f"log: {result.log_path}   peak memory {result.peak_memory_mb:,.0f} MB")
     return 0
+
+
+def refuse_used_out(out: Path) -> None:
+    """One training run per directory: a second run into the same ``--out`` would leave both
+    runs' epoch checkpoints side by side and overwrite ``model.ckpt`` and the log, so which file
+    came from which run could no longer be told. Refused, naming what is there."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise UserError(
+            f"--out {out} already holds files ({shown}); training again there would mix the "
+            "checkpoints of two runs: choose a new directory (or remove this one)"
+        )
 
 
 def stated_provenance(args: argparse.Namespace) -> Any:

@@ -13,7 +13,8 @@ from engine.data.loader import LoadedBars
 from engine.data.replay import ReplaySource
 from engine.ports import Strategy
 from engine.session import CommitPolicy, SessionResult, TradingSession
-from engine.store.recorder import RunRecorder
+from engine.store.recorder import RunRecorder, store_model_calls
+from engine.store.schema import REPLAY_FEED
 
 Predictions = Literal["ahead", "bar_by_bar"]
 
@@ -33,6 +34,7 @@ async def run_backtest(
     model_data = measure_run(strategy, bars)
     if recorder is not None:
         recorder.model_data = model_data
+        recorder.feed_kind = REPLAY_FEED
     bar_progress = _progress_bar(bars) if progress else None
     session = TradingSession(
         ReplaySource(bars),
@@ -48,6 +50,10 @@ async def run_backtest(
             bar_progress.close()
     if ahead is not None:
         result.extra["model_calls"] = ahead.score()
+        if recorder is not None and result.outcome == "finished":
+            store_model_calls(recorder.engine, recorder.run_id, result.extra["model_calls"])
+        threshold = getattr(getattr(strategy, "p", None), "entry_threshold", None)
+        result.extra["model_probabilities"] = ahead.probability_range(threshold)
     add_to_result(result, model_data)
     return result
 

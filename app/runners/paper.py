@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -25,6 +26,7 @@ from engine.session import CommitPolicy, TradingSession
 from engine.store.lease import DEFAULT_LEASE_TIMEOUT_S
 from engine.store.recorder import RunRecorder
 from engine.store.retry import DEFAULT_STORE_WAIT_S, RetryPolicy
+from engine.store.schema import KITE_FEED, REPLAY_FEED
 
 
 def trading_session(
@@ -39,6 +41,8 @@ def trading_session(
     warmup: LoadedBars | None = None,
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
     store_wait_s: float = DEFAULT_STORE_WAIT_S,
+    wall_clock: Callable[[], float] = time.time,
+    launch: dict[str, Any] | None = None,
 ) -> TradingSession:
     """A daemon's session (paper, or live when ``broker_factory`` gives Kite's broker):
     per-bar commits, the online predictor, operator controls between bars. A model strategy's
@@ -47,23 +51,41 @@ def trading_session(
 
     ``lease_timeout_s``: after how long without a heartbeat another process may take the run
     over (a kill -9); ``store_wait_s``: how long a refused commit is retried, entries paused,
-    before the session gives up."""
+    before the session gives up; ``wall_clock``: epoch seconds, deciding which trading sessions
+    the run traded (the run records its feed kind and those sessions: promotion evidence is
+    forward trading on live prices, never a replay) — injectable for tests; ``launch``: how the
+    run was started (stored with a new run, so that a resume needs only its id)."""
     if isinstance(source, LoadedBars):
         source = ReplaySource(source, speed, batch=1)
     recorder = RunRecorder(
         db, settings.mode, run_id=resume, lease_timeout_s=lease_timeout_s,
         retry=RetryPolicy(budget_s=store_wait_s),
     )  # fmt: skip
+    recorder.launch = launch
     bus = EventBus()
     # the run id namespaces a real broker's order tags: "o1" of today's run is not yesterday's
     broker = broker_factory(bus, recorder.run_id) if broker_factory else None
     attach_predictor(strategy)
     replay = source.bars if isinstance(source, ReplaySource) else None
-    recorder.model_data = measure_run(strategy, replay, start_ns=time.time_ns())
+    recorder.feed_kind = feed_kind(source)
+    recorder.wall_clock = wall_clock
+    recorder.model_data = measure_run(strategy, replay, start_ns=int(wall_clock() * 1e9))
     pipeline = build_pipeline(settings, strategy, bus=bus, broker=broker)
     return TradingSession(
         source, pipeline, recorder, commit=CommitPolicy.PER_BAR, resume=resume, warmup=warmup
     )
+
+
+def feed_kind(source: BarSource) -> str:
+    """What a run records as its feed: ``kite`` for Kite's live prices, ``replay`` for stored
+    bars at any pace (research, not paper evidence), else the source's class name."""
+    from brokers.kite.feed import KiteLiveSource
+
+    if isinstance(source, KiteLiveSource):
+        return KITE_FEED
+    if isinstance(source, ReplaySource):
+        return REPLAY_FEED
+    return type(source).__name__
 
 
 def parse_speed(text: str) -> float | None:

@@ -28,6 +28,8 @@ def live_status(session: TradingSession) -> dict[str, Any]:
         "bars_processed": status.bars_processed,
         "last_bar_ts": status.last_bar_ts,
         "feed_lag_s": status.feed_lag_s,
+        # replay: time is the bars' time, so there is no lag to show (the dashboard says so)
+        "clock": status.clock,
         "latency_ms": {"p50": p50, "p99": p99, "window": int(window.size)},
         "trading_state": str(pipe.state.state),
         "reason": pipe.state.reason,

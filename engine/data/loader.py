@@ -24,7 +24,7 @@ Row numbers in messages are 1-based data rows in file order (the CSV header is n
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -69,6 +69,15 @@ def expand_paths(paths: Iterable[str | Path], quality: DataQuality | None = None
     """Files as given, directories expanded to their bar files (sorted, so runs are stable);
     what a directory holds besides is listed in ``quality.skipped``."""
     return [path for path, _ in _expand(paths, quality or DataQuality())]
+
+
+def bar_files(paths: Iterable[str | Path], quality: DataQuality) -> list[tuple[Path, bool]]:
+    """(file, lenient) for every file ``load_bars`` reads: ``lenient`` for a .txt found in a
+    directory, which is skipped rather than refused when it is not a bar table."""
+    return [
+        (path, in_directory and path.suffix.lower() in LENIENT_SUFFIXES)
+        for path, in_directory in _expand(paths, quality)
+    ]
 
 
 def _expand(paths: Iterable[str | Path], quality: DataQuality) -> list[tuple[Path, bool]]:
@@ -315,20 +324,23 @@ def load_bars(
     *,
     session: SessionTimes,
     data: DataSettings | None = None,
+    symbols: Sequence[str] | None = None,
 ) -> LoadedBars:
     """Load, validate and resample bars from files/directories; see the module doc for outcomes.
+
+    ``symbols``: the universe to keep from what the files hold (all of it when None); a name
+    the files do not hold is refused, naming the ones they do.
 
     ``session``: the run's hours (``settings.session.times``); part of the fingerprint, since
     other hours keep other bars. ``data``: the run's ``settings.data`` (how timestamps are
     read, the bad-print rule); the parts that change the bars are in the fingerprint too."""
     data = data or DataSettings()
     quality = DataQuality()
-    listed = _expand(paths, quality)
+    listed = bar_files(paths, quality)
     minutes = parse_interval(interval, session)
     frames: list[pd.DataFrame] = []
     files: list[Path] = []
-    for path, in_directory in listed:
-        lenient = in_directory and path.suffix.lower() in LENIENT_SUFFIXES
+    for path, lenient in listed:
         frame = read_bar_file(path, quality, session=session, data=data, lenient=lenient)
         if frame is not None:
             frames.append(frame)
@@ -337,6 +349,9 @@ def load_bars(
     if not frames:
         raise DataError(f"{source}: no bar files among them\n{quality}")
     options = f"{minutes}|{start_date}|{end_date}|{session}{_data_options(data)}"
+    if symbols:
+        frames = _universe(frames, list(symbols), source)
+        options += f"|symbols={','.join(sorted(set(symbols)))}"
     return assemble_bars(
         frames,
         quality,
@@ -347,6 +362,18 @@ def load_bars(
         session=session,
         source=", ".join(map(str, files)),
     )
+
+
+def _universe(frames: list[pd.DataFrame], symbols: list[str], source: str) -> list[pd.DataFrame]:
+    """The rows of ``symbols`` only; an unknown name is bad input naming what is there."""
+    available = sorted(set().union(*(set(f["symbol"].unique()) for f in frames)))
+    unknown = [s for s in symbols if s not in available]
+    if unknown:
+        raise DataError(
+            f"symbol(s) {', '.join(unknown)} not in {source}; available: {', '.join(available)}"
+        )
+    kept = [f[f["symbol"].isin(symbols)] for f in frames]
+    return [f for f in kept if len(f)]
 
 
 def assemble_bars(

@@ -72,13 +72,13 @@ class DataQuality:
 
     def __str__(self) -> str:
         lines = [
-            f"data quality: {self.rows_read} rows read from {len(self.files)} file(s), "
-            f"{self.bars_out} bars out"
+            f"data quality: {self.rows_read:,} rows read from {len(self.files)} file(s), "
+            f"{self.bars_out:,} bars out"
         ]
         for reason, count in sorted(self.dropped.items()):
-            lines.append(f"  dropped {count:>8} {reason}: {DROP_REASONS.get(reason, '')}")
+            lines.append(f"  dropped {count:>9,} {reason}: {DROP_REASONS.get(reason, '')}")
         for reason, count in sorted(self.notes.items()):
-            lines.append(f"  note    {count:>8} {reason}: {NOTE_REASONS.get(reason, '')}")
+            lines.append(f"  note    {count:>9,} {reason}: {NOTE_REASONS.get(reason, '')}")
         for skipped in self.skipped[:SKIPPED_SHOWN]:
             lines.append(f"  skipped {skipped}")
         if len(self.skipped) > SKIPPED_SHOWN:

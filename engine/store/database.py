@@ -9,20 +9,45 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from config.paths import default_database_url
 from engine.store.schema import Base
 
-DEFAULT_DB = "sqlite:///trader.db"
+
+class NoDatabase(ValueError):
+    """A lookup named a database that does not exist; looking never creates one."""
 
 
 def database_url(value: str | None) -> str:
-    """A SQLAlchemy URL, or a file path meaning SQLite there."""
+    """A SQLAlchemy URL, or a file path meaning SQLite there; none: the default database
+    (``$TRADER_DB``, else ``trader.db`` in ``$TRADER_HOME``; ``config.paths``)."""
     if not value:
-        return DEFAULT_DB
+        return default_database_url()
     return value if "://" in value else f"sqlite:///{Path(value)}"
 
 
-def open_database(url: str | None) -> Engine:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (absolute), None for other databases or in-memory SQLite."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+
+
+def shown_url(url: str) -> str:
+    """The URL as a person reads it: a SQLite file by its absolute path."""
+    file = sqlite_file(url)
+    return f"sqlite:///{file}" if file is not None else url
+
+
+def open_database(url: str | None, *, create: bool = True) -> Engine:
+    """The database at ``url`` with the current schema. ``create=False`` is for lookups
+    (``runs show``, reports): a SQLite file that does not exist is refused (``NoDatabase``)
+    instead of being created empty."""
     url = database_url(url)
+    file = sqlite_file(url)
+    if file is not None and not file.exists():
+        if not create:
+            raise NoDatabase(f"no database at {shown_url(url)} (no run stored there yet)")
+        file.parent.mkdir(parents=True, exist_ok=True)
     # a server may drop idle connections (restart, failover): test each one before use
     options: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:

@@ -93,6 +93,9 @@ def load_run(engine: Any, run_id: str) -> dict[str, Any]:
         "error": run.error,
         "in_sample_fraction": run.in_sample_fraction,
         "model_data": json.loads(run.model_data_json) if run.model_data_json else None,
+        "feed_kind": run.feed_kind,
+        "sessions": json.loads(run.sessions_json) if run.sessions_json else [],
+        "model_calls": json.loads(run.model_calls_json) if run.model_calls_json else None,
         **counts,
         "trades": [
             trade_dict(
@@ -123,3 +126,35 @@ def load_equity(engine: Engine, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         ).all()
     ts = np.array([r.ts for r in rows], dtype=np.int64)
     return ts, np.array([r.equity for r in rows], dtype=float)
+
+
+def load_fills(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The run's fills in the order they happened, times in IST (as trades are)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(FillRow).where(FillRow.run_id == run_id).order_by(FillRow.seq)
+        ).all()
+    return [
+        {
+            "time": ts_to_ist(f.ts).isoformat(),
+            "symbol": f.symbol,
+            "side": "BUY" if f.side > 0 else "SELL",
+            "qty": f.qty,
+            "price": f.price,
+            "costs": f.costs,
+            "slippage": f.slippage,
+            "order_id": f.order_id,
+            "reason": f.reason,
+        }
+        for f in rows
+    ]
+
+
+def load_launch(engine: Engine, run_id: str) -> dict[str, Any] | None:
+    """How the run was started (``RunRow.launch_json``); None for a run stored before runs
+    recorded it. A run that does not exist is named, as ``load_run`` does."""
+    with engine.connect() as conn:
+        row = conn.execute(select(RunRow.launch_json).where(RunRow.run_id == run_id)).first()
+    if row is None:
+        raise ValueError(f"no run {run_id!r} in {engine.url}")
+    return None if row.launch_json is None else dict(json.loads(row.launch_json))

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from config.redact import scrub
+from config.sessions import local_day
 from engine.bus import EventBus
 from engine.events import Fill, Order, OrderUpdate, RiskEvent
 from engine.portfolio import Portfolio
@@ -77,6 +79,15 @@ class RunRecorder:
         #: what the app layer measured about a model's training data against this run's
         #: period (``app/overlap.py``); written with the run's first row
         self.model_data: dict[str, Any] | None = None
+        #: where the bars come from ("replay" or "kite"), set by the app layer; written with
+        #: the run's first row (promotion counts only forward trading on live prices)
+        self.feed_kind: str | None = None
+        #: the wall clock (epoch seconds) that decides which sessions the run traded; tests
+        #: inject one to drive several trading days through a live feed in seconds
+        self.wall_clock: Callable[[], float] = time.time
+        self._sessions: set[str] | None = None  # read from the row on the first bar committed
+        #: how the app started the run (``app/commands/launch.py``); written with its first row
+        self.launch: dict[str, Any] | None = None
 
     def start(
         self,
@@ -111,6 +122,8 @@ class RunRecorder:
                         model_data_json=(
                             None if self.model_data is None else json.dumps(self.model_data)
                         ),
+                        feed_kind=self.feed_kind,
+                        launch_json=None if self.launch is None else json.dumps(self.launch),
                         **self.lease.claim_values(conn),
                     )
                 )
@@ -177,6 +190,7 @@ class RunRecorder:
                 price=f.price,
                 costs=f.costs,
                 reason=f.reason,
+                slippage=f.slippage,
             )
         )
 
@@ -269,9 +283,11 @@ class RunRecorder:
         positions and the account — the state a restart resumes from. Written only while this
         process owns the run (``LeaseLost`` otherwise, and nothing is written)."""
         with self.engine.begin() as conn:
+            sessions = self._new_session(conn, portfolio.ts_ns)
             self.lease.guard(
                 conn, bars_processed=bars_processed, last_bar_ts=portfolio.ts_ns,
                 cash=portfolio.cash, risk_state=str(state.state), risk_reason=state.reason,
+                **({} if sessions is None else {"sessions_json": json.dumps(sessions)}),
             )  # fmt: skip
             written = self._write(conn, portfolio)
             conn.execute(delete(PositionRow).where(PositionRow.run_id == self.run_id))
@@ -289,6 +305,27 @@ class RunRecorder:
                     ],
                 )  # fmt: skip
         written()
+        if sessions is not None:
+            self._sessions = set(sessions)
+
+    def _new_session(self, conn: Connection, bar_ts_ns: int) -> list[str] | None:
+        """All sessions traded, when the bar in hand adds one (else None): a session counts
+        when a bar of that IST day is committed while the wall clock reads the same day — what
+        a forward run on live prices does, and a replay of stored bars never does."""
+        if not bar_ts_ns:
+            return None
+        day = local_day(bar_ts_ns)
+        if day != local_day(int(self.wall_clock() * 1e9)):
+            return None
+        if self._sessions is None:  # a resumed run keeps the sessions it traded before
+            stored = conn.execute(
+                select(RunRow.sessions_json).where(RunRow.run_id == self.run_id)
+            ).scalar()
+            self._sessions = set(json.loads(stored)) if stored else set()
+        text = (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+        if text in self._sessions:
+            return None
+        return sorted(self._sessions | {text})
 
     def resumed(self) -> None:
         """A restored run is running again, under this process's lease."""
@@ -317,6 +354,17 @@ class RunRecorder:
             written = self._write(conn, portfolio)
         written()
         self.lease.held = False
+
+
+def store_model_calls(engine: Engine, run_id: str, calls: dict[str, Any]) -> None:
+    """A finished run's model calls against realised labels (scored after the run, from the
+    predictions it traded on), for ``trader report``."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(RunRow)
+            .where(RunRow.run_id == run_id)
+            .values(model_calls_json=json.dumps(calls, default=_json_float))
+        )
 
 
 def _json_float(value: Any) -> Any:

@@ -6,6 +6,10 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+#: the feeds a run records in ``runs.feed_kind``: Kite's live prices as they happen, or stored
+#: bars replayed at any pace (research — never paper evidence for a promotion)
+KITE_FEED, REPLAY_FEED = "kite", "replay"
+
 
 class Base(DeclarativeBase):
     pass
@@ -38,6 +42,19 @@ class RunRow(Base):
     # (provenance basis, per symbol), written by the app layer when the run starts
     in_sample_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
     model_data_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # where the run's bars came from: "replay" (stored bars, at any speed: research) or "kite"
+    # (live prices as they happen); NULL in runs stored before feeds were recorded
+    feed_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the trading sessions the run actually traded, by the wall clock: a JSON list of IST dates
+    # on which it processed a bar of that same day (``RunRecorder.commit_bar``); a replay of
+    # old bars never adds one, whatever its speed
+    sessions_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # a model's calls on the run's bars against the labels realised in them (accuracy,
+    # confusion matrix), when the backtest scored them: what the report shows
+    model_calls_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # how the run was started (feed, data, dates, strategy and its flags) as JSON, written by
+    # the app layer, so `trader paper --resume RUN_ID` needs nothing but the id
+    launch_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # the one process that may write the run (engine/store/lease.py); times are the database
     # clock's UTC epoch seconds. Nullable: added in place to databases made before leases.
     lease_owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -86,6 +103,8 @@ class FillRow(Base):
     price: Mapped[float] = mapped_column(Float)
     costs: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
+    #: rupees against the decision price (``Fill.slippage``); NULL in databases made before
+    slippage: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class TradeRow(Base):

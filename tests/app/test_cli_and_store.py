@@ -79,7 +79,9 @@ def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, ca
         n_equity = conn.execute(select(func.count()).select_from(EquityRow)).scalar_one()
         modes = set(conn.execute(select(FillRow.mode)).scalars())
     assert run.run_id == result["run_id"] and run.status == "finished"
-    assert json.loads(run.config_json)["params"] == {"fast": 5, "slow": 20, "qty": 2}
+    assert json.loads(run.config_json)["params"] == {
+        "fast": 5, "slow": 20, "qty": 2, "sizing": "qty", "notional": 100_000.0, "fraction": 0.1
+    }  # fmt: skip
     assert run.data_fingerprint and run.code_version
     assert n_trades == len(result["trades"]) and n_fills >= 2 * n_trades - 1
     assert n_orders >= n_fills and n_equity == result["bars_processed"]
@@ -187,7 +189,7 @@ def test_database_from_an_older_version_gains_new_columns(tmp_path):
     assert next(iter(cash.values())) is not None  # the new column is used
 
 
-def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys):
+def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys, _trader_home):
     db, out = tmp_path / "demo.db", tmp_path / "demo.json"
     code = main(
         [
@@ -216,7 +218,18 @@ def test_demo_trains_a_model_and_backtests_it_out_of_sample(tmp_path, capsys):
         run = conn.execute(select(RunRow)).one()
     config = json.loads(run.config_json)
     assert run.strategy == "model" and config["model_hash"]
-    assert list((tmp_path / "m").glob("intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
+    # one directory per training recipe under --model-dir: two trainings never mix checkpoints
+    assert list((tmp_path / "m").glob("*/intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
     # the sessions it backtests on are after everything the model saw, and the run says so
     assert "model data: out-of-sample" in printed and "WARNING" not in printed
     assert result["in_sample_fraction"] == 0.0 == run.in_sample_fraction
+    # what the model says on this period, so thresholds are chosen, not guessed
+    probabilities = result["model_probabilities"]
+    assert "model probabilities on this period" in printed
+    for side in ("BUY", "SELL"):
+        values = probabilities[side]
+        assert len(values) == 7 and values == sorted(values) and 0 <= values[0] <= values[-1] <= 1
+        assert f"max {values[-1]:.3f}" in printed
+    assert probabilities["bars"] > 0 and probabilities["entry_threshold"] == 0.5
+    # predictions cached by default where `trader paths` says
+    assert list((_trader_home / "cache" / "predictions").glob("pred-*.npz"))

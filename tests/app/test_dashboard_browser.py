@@ -24,17 +24,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from engine.store.schema import EquityRow, PositionRow, RiskEventRow, RunRow
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.paths import ROOT
-
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
@@ -189,6 +180,8 @@ def test_dashboard_matches_the_database_and_its_kill_switch_flattens(
     page.goto(daemon.url + "?refresh_ms=200")
     sync_api.expect(page.locator("#mode")).to_have_text("PAPER")
     sync_api.expect(page.locator("#state")).to_have_text("ACTIVE")
+    # a replay's time is the bars' time: not a lag of years since 2021
+    sync_api.expect(page.locator("#feed-lag")).to_have_text("replay (bar time)")
     assert token not in page.content()
 
     def page_agrees_with_db() -> tuple[dict[str, Any], dict[str, Any]] | None:

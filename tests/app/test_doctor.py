@@ -27,13 +27,14 @@ def test_doctor_reports_locations_cpu_and_credentials_without_values(
     monkeypatch.delenv("KITE_API_SECRET", raising=False)
     monkeypatch.delenv("KITE_ACCESS_TOKEN", raising=False)
     monkeypatch.delenv("TRADER_DB", raising=False)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
 
     assert main(["doctor", "--json"]) == 0
     out = capsys.readouterr().out
     assert KEY not in out and TOKEN not in out
     report = json.loads(out)
     paths = report["paths"]
-    assert paths["database_file"] == str(tmp_path / "trader.db")
+    assert paths["database"] == f"sqlite:///{tmp_path / 'trader.db'}"
     assert paths["database_exists"] is False and not (tmp_path / "trader.db").exists()
     assert paths["kite_secrets_file"] == str(secrets)
     assert paths["history_cache"].startswith(str(tmp_path))

@@ -214,6 +214,7 @@ async def test_state_numbers_equal_the_database(daemon: Daemon) -> None:
     # the stored account is the live one: the session commits every bar
     assert account["equity"] == pytest.approx(daemon.session.pipe.portfolio.equity)
     assert state["live"]["bars_processed"] == daemon.session.status.bars_processed
+    assert state["live"]["clock"] == daemon.session.status.clock
     assert state["live"]["latency_ms"]["window"] == daemon.source.done
     assert any("session.start" in line and "mode=paper" in line for line in state["logs"])
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,8 +17,8 @@ from risk.promotion import evaluate, record
 from strategies.sma_cross import SmaCross
 from tests.support import PARAMS, stored_runs
 from tests.support.fake_kite.server import FakeKite
+from tests.support.kite_paper import INFY, kite_paper_run, tick, until
 
-INFY = 408065
 PATH = [100, 99, 98, 97, 96, 95, 94, 100, 106, 112, 112, 100, 90, 80, 80, 80]
 BARS_CLOSED = len(PATH) - 1  # the last tick's bar stays open (no later tick closes it)
 
@@ -43,8 +42,11 @@ LIVE_ARGS = [
 
 
 async def promoted(tmp_path):
-    engine, bt, paper = await stored_runs(tmp_path / "live.db", 22)
-    result = evaluate(engine, bt, [paper], PromotionSettings())
+    """An approved promotion on real evidence: a backtest and forward paper trading on the
+    fake Kite's live prices (three sessions, the gate lowered to match)."""
+    engine, bt, _replay = await stored_runs(tmp_path / "live.db", 1)
+    paper = await kite_paper_run(engine, sessions=3)
+    result = evaluate(engine, bt, [paper], PromotionSettings(min_paper_days=3))
     assert result.approved, result.reasons
     record(engine, result)
     return engine
@@ -67,34 +69,6 @@ def test_live_refuses_without_promotion_cap_or_confirmation(tmp_path, capsys):
     other = [a if a != "fast=2" else "fast=3" for a in LIVE_ARGS]
     assert main(["live", *other, "--db", db, "--i-understand-this-is-live"]) == 2
     assert "no approved promotion" in capsys.readouterr().err
-
-
-def tick(ts: datetime, price: float, cum: int) -> dict:
-    return {
-        "tradable": True,
-        "mode": "full",
-        "instrument_token": INFY,
-        "last_price": price,
-        "last_traded_quantity": 1,
-        "average_traded_price": price,
-        "volume_traded": cum,
-        "total_buy_quantity": 0,
-        "total_sell_quantity": 0,
-        "ohlc": {"open": 100.0, "high": 120.0, "low": 80.0, "close": 100.0},
-        "last_trade_time": ts,
-        "exchange_timestamp": ts,
-    }
-
-
-async def until(condition, timeout: float) -> bool:
-    """Poll ``condition`` until true or ``timeout`` seconds pass (no exception: callers assert
-    on the outcome itself)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def trade_through_fake(tmp_path, chaos: bool):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from app.commands.models import register
+from app.errors import UserError
 from config.sessions import NSE
 from models.checkpoint import load_bundle
 from models.feature_source import closes_from_log_returns
@@ -66,6 +67,14 @@ def test_train_from_bars(nifty_path: Path, tmp_path: Path, capsys: pytest.Captur
     assert setup["split"]["test_windows"] > 30
     assert bundle.provenance.symbols == ("NIFTY 50",) and bundle.provenance.interval_minutes == 5
     assert list(tmp_path.glob("intraday-epoch=00-val_loss=*-val_accuracy=*.ckpt"))
+    # a second training into the same directory would mix two runs' checkpoints: refused
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
+    again = parser().parse_args(
+        ["train", "--data", str(nifty_path), "--out", str(tmp_path), *SMALL]
+    )
+    with pytest.raises(UserError, match=r"already holds files \(intraday-epoch=00"):
+        again.func(again)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
 
 
 def test_train_from_a_features_file(nifty_path: Path, tmp_path: Path) -> None:

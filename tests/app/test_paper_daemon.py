@@ -56,7 +56,8 @@ def test_paper_replay_at_max_speed_equals_the_backtest(tmp_path, nifty_path):
     assert results["paper"]["trades"] == results["backtest"]["trades"]
     for mode, run in (("backtest", backtest), ("paper", paper)):
         page = out[mode][1].read_text()
-        assert f"mode <b>{mode}</b>" in page and run.run_id in page
+        assert f'<tr data-key="mode"><th>mode</th><td><b>{mode}</b></td></tr>' in page
+        assert run.run_id in page
 
 
 def test_model_paper_replay_equals_the_backtest(tmp_path, nifty_path):
@@ -148,7 +149,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, nifty_path, db
     assert runs(crashed)[0].status == "finished"
 
 
-def test_sigterm_stops_cleanly_and_resume_refuses_other_settings(tmp_path, nifty_path, capsys):
+def test_sigterm_stops_cleanly_resume_by_id_alone_refuses_other_flags(tmp_path, nifty_path, capsys):
     db = tmp_path / "term.db"
     proc = start_paper(db, nifty_path, "--speed", "40000x")
     run_id = wait_for_bars(db, 30, proc)
@@ -175,7 +176,14 @@ def test_sigterm_stops_cleanly_and_resume_refuses_other_settings(tmp_path, nifty
         ]
     )
     assert code == 2
-    assert "different configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--slippage-bps 5.0 (the run has 1.0)" in err and "resume with the id alone" in err
+    assert runs(db)[0].status == "stopped"  # a refused resume touches nothing
+    # the id alone: the feed, data, dates, strategy and settings come from the run
+    assert main(["paper", "--resume", run_id, "--db", str(db), "--speed", "max"]) == 0
+    assert "paper session finished" in capsys.readouterr().out
+    resumed = runs(db)[0]
+    assert resumed.status == "finished" and resumed.bars_processed > run.bars_processed
 
 
 def test_compare_and_report_on_stored_runs(tmp_path, nifty_path, capsys):

@@ -91,6 +91,14 @@ def test_a_backtest_on_the_training_months_is_flagged_stored_and_refused(
     assert main(["report", run_id, "--out", str(stored_report), "--db", str(db)]) == 0
     assert 'id="in-sample">100.0%' in stored_report.read_text()
     capsys.readouterr()
+    # the model's calls against realised labels: stored with the run, in both reports
+    calls = result["model_calls"]
+    assert stored["model_calls"] == calls and sum(map(sum, calls["confusion_matrix"])) > 100
+    accuracy = f'id="model-calls">accuracy <b>{calls["accuracy"] * 100:.1f}%</b>'
+    for page in (report.read_text(), stored_report.read_text()):
+        assert accuracy in page and 'id="confusion"' in page
+        realised_hold = calls["confusion_matrix"][1]
+        assert "<th>realised HOLD</th>" + "".join(f"<td>{n:,}</td>" for n in realised_hold) in page
 
     refused = promote(capsys, db, run_id)
     assert "REFUSED" in refused

@@ -187,7 +187,8 @@ async def test_a_runs_metrics_use_its_settings_session() -> None:
         pf.total_costs,
     )  # fmt: skip
     assert result.metrics["sharpe_bar"] != 0.0
-    assert result.metrics == compute_metrics(*curve, session=TEN)
+    slippage = pf.total_slippage
+    assert result.metrics == compute_metrics(*curve, session=TEN, total_slippage=slippage)
     assert result.metrics["sharpe_bar"] != compute_metrics(*curve, session=NSE)["sharpe_bar"]
 
 

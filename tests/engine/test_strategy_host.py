@@ -79,6 +79,8 @@ class Positions:
     def qty_by_sid(self) -> np.ndarray:
         return self.by_sid
 
+    equity = 1_000_000.0
+
 
 class Pending:
     def __init__(self) -> None:

@@ -41,6 +41,9 @@ class FakeContext:
     def positions_by_sid(self) -> np.ndarray:
         raise NotImplementedError
 
+    def equity(self) -> float:
+        return 1_000_000.0
+
     def submit(
         self,
         symbol: str,

@@ -41,7 +41,10 @@ def test_strategies_lists_every_parameter_with_type_and_default(
     listed = {item["name"]: item for item in json.loads(capsys.readouterr().out)}
     assert {"sma_cross", "model"} <= listed.keys()
     sma = {p["name"]: (p["type"], p["default"]) for p in listed["sma_cross"]["params"]}
-    assert sma == {"fast": ("int", 10), "slow": ("int", 30), "qty": ("int", 1)}
+    assert sma == {
+        "fast": ("int", 10), "slow": ("int", 30), "qty": ("int", 1), "sizing": ("str", "qty"),
+        "notional": ("float", 100_000.0), "fraction": ("float", 0.1),
+    }  # fmt: skip
     assert "crossover" in listed["sma_cross"]["description"]
     assert listed["model"]["source"] == "built-in"
     assert ("entry_threshold", "float", 0.5) in {
