@@ -45,3 +45,31 @@ class ZerodhaIntradayCosts:
 
 def make_cost_model(s: CostSettings) -> CostModel:
     return NoCosts() if s.model == "none" else ZerodhaIntradayCosts(s)
+
+
+class OrderCosts:
+    """The charges of orders that fill in pieces, each piece charged what it adds to its order.
+
+    Zerodha's ₹20 brokerage cap is per executed order, not per trade: an order of ₹2,00,000
+    filled in two halves pays min(0.03% of ₹2,00,000, ₹20) = ₹20 once, where pricing each half
+    alone would charge ₹20 twice. Every other charge is proportional to turnover, so a piece is
+    charged ``model(its order's turnover so far) − what the order was charged before`` — which
+    relies on the model pricing turnover (``qty × price``), as both models here do."""
+
+    def __init__(self, model: CostModel) -> None:
+        self._model = model
+        self._turnover: dict[str, float] = {}
+        self._charged: dict[str, float] = {}
+
+    def booked(self, order_id: str, turnover: float, charged: float) -> None:
+        """What an order had filled and been charged before a restart."""
+        self._turnover[order_id] = turnover
+        self._charged[order_id] = charged
+
+    def __call__(self, order_id: str, side: Side, qty: int, price: float) -> float:
+        turnover = self._turnover.get(order_id, 0.0) + abs(qty) * price
+        total = self._model(side, 1, turnover)
+        charge = total - self._charged.get(order_id, 0.0)
+        self._turnover[order_id] = turnover
+        self._charged[order_id] = total
+        return charge

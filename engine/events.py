@@ -152,7 +152,9 @@ class Fill(NamedTuple):
 class BrokerEvent(NamedTuple):
     """Broker trouble or news the engine must act on; risk halts on ``halts=True``.
 
-    kinds: "token_expired", "network", "rejected", "reconciled", "order_error".
+    kinds: "token_expired", "token_renewed" (a new daily token, reconciled: lifts the expiry's
+    halt), "network", "ip_not_allowed", "rejected", "reconciled", "order_error",
+    "market_remainder".
     """
 
     ts_ns: int

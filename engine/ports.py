@@ -58,6 +58,11 @@ class Broker(ABC):
     async def submit(self, order: Order) -> None:
         """Accept an approved order. Must be idempotent on ``order.order_id``."""
 
+    def booked(self, order_id: str, qty: int, value: float, costs: float) -> None:  # noqa: B027
+        """A restored order (just re-submitted) had ``qty`` filled for ``value`` and ``costs``
+        booked before the restart: a broker that reports fills from the account's order book
+        must not report them again, nor charge a per-order cap twice."""
+
     @abstractmethod
     async def cancel(self, order_id: str, reason: str = "") -> None:
         """Cancel an open order; unknown or finished orders are ignored."""
@@ -95,10 +100,20 @@ class BarSource(Protocol):
     paced: bool  # bars arrive when they would be known live (wall-clock time matters)
     #: set by the session: awaited with (now, seconds silent) when a live feed goes quiet
     on_stale: Callable[[int, float], Awaitable[None]] | None
+    #: set by the session: awaited with (now) when a feed that went quiet delivers again
+    on_fresh: Callable[[int], Awaitable[None]] | None
 
     def batches(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
     ) -> AsyncIterator[Iterable[BarSlice]]: ...
+
+
+class Alerts(Protocol):
+    """Where an operator hears about the run (a phone): session start/stop, fills, risk-state
+    changes, broker trouble, stale feed, the daily summary. ``alert`` must return at once and
+    never raise — a slow or failing notifier cannot be allowed to slow or stop trading."""
+
+    def alert(self, text: str) -> None: ...
 
 
 # ---- views of core state that the layers above may read ------------------------------------
@@ -136,6 +151,7 @@ class TradingStateMachinePort(Protocol):
 
     state: TradingState
     reason: str
+    gate: str  # what moved it last
 
     async def tighten(self, to: TradingState, ts_ns: int, gate: str, reason: str) -> bool: ...
 
@@ -152,6 +168,8 @@ class RiskControls(Protocol):
     async def flatten(self, ts_ns: int, reason: str, only: str | None = None) -> None: ...
 
     async def feed_stale(self, ts_ns: int, silent_s: float) -> None: ...
+
+    async def feed_fresh(self, ts_ns: int) -> bool: ...
 
     def restore_day(
         self, day: int, next_day_ns: int, day_start: float, last_equity: float

@@ -75,6 +75,12 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
             select(OrderRow).where(OrderRow.run_id == run.run_id).order_by(OrderRow.seq)
         ).all()
         positions = conn.execute(select(PositionRow).where(PositionRow.run_id == run.run_id)).all()
+        gate = conn.execute(
+            select(RiskEventRow.gate)
+            .where(RiskEventRow.run_id == run.run_id, RiskEventRow.kind == "state")
+            .order_by(RiskEventRow.seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
     for f in fills:
         pf.apply_fill(
             Fill(f.ts, f.seq, f.order_id, f.symbol, Side(f.side), f.qty, f.price, f.costs,
@@ -93,6 +99,10 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
             f"cash ({run.cash:.2f}); the database is inconsistent, not resuming"
         )
     recorder.resume_counts(len(pf.trades), len(equity), max(pf.curve_equity, default=-math.inf))
+    booked: dict[str, tuple[int, float, float]] = {}  # order id → filled qty, value, costs
+    for f in fills:
+        qty, value, costs = booked.get(f.order_id, (0, 0.0, 0.0))
+        booked[f.order_id] = (qty + f.qty, value + f.qty * f.price, costs + f.costs)
     pipe.execution.orders = len(orders)
     for o in orders:
         recorder.known_order(o.order_id)
@@ -106,6 +116,8 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
         pipe.pending.add(order)
         pipe.host.adopt_order(order)
         await pipe.broker.submit(order)
+        if o.order_id in booked:  # partly filled: the broker must not report that part again
+            pipe.broker.booked(o.order_id, *booked[o.order_id])
     with engine.connect() as conn:
         last_seq = max(
             conn.execute(select(func.max(table.seq)).where(table.run_id == run.run_id)).scalar_one()
@@ -113,7 +125,7 @@ async def restore(pipe: Pipeline, recorder: RunRecorder, run: Any) -> int:
             for table in (OrderRow, FillRow, RiskEventRow)
         )
     pipe.bus.continue_after(last_seq)
-    _restore_risk(pipe, run, equity)
+    _restore_risk(pipe, run, equity, gate or "")
     return int(run.last_bar_ts or 0)
 
 
@@ -121,10 +133,12 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _restore_risk(pipe: Pipeline, run: Any, equity: Sequence[Any]) -> None:
+def _restore_risk(pipe: Pipeline, run: Any, equity: Sequence[Any], gate: str) -> None:
     state = pipe.state
     state.state = TradingState(run.risk_state or TradingState.ACTIVE)
     state.reason = run.risk_reason or ""
+    if state.state is not TradingState.ACTIVE:
+        state.gate = gate  # what moved it last: a cure can lift only its own halt
     if not equity:
         return
     monitor = pipe.monitor

@@ -39,6 +39,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +48,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 
 from config.sessions import local_day
+from engine.alerting import AlertFeed
 from engine.data.loader import LoadedBars
 from engine.data.replay import ReplayFeed, ReplaySource
 from engine.events import (
@@ -60,7 +62,7 @@ from engine.events import (
 )
 from engine.metrics import compute_metrics
 from engine.pipeline import Pipeline, run_config
-from engine.ports import BarSource
+from engine.ports import Alerts, BarSource
 from engine.restore import check_resumable, restore
 from engine.store.lease import LeaseLost
 from engine.store.queries import trade_dict
@@ -166,14 +168,25 @@ class TradingSession:
             clock="replay" if source.finite else "wall",
         )
         source.on_stale = self._feed_stale
+        source.on_fresh = self._feed_fresh
         self.stop = asyncio.Event()
         self._day = -1
+        self._summarised = -1  # the last day whose summary went out
         self._loop_started: float | None = None
         self._in_bar = False
         self._bar_lock = asyncio.Lock()
         self._store_lock = asyncio.Lock()  # one commit (and its retries) at a time
         self._store_pause: str | None = None  # the reason of a pause this session set
         self._store_failure: StoreUnavailable | None = None  # the database stayed away
+        self.alerts: AlertFeed | None = None
+        self._day_equity: float | None = None  # for the daily summary
+        self._day_trades = 0
+
+    def attach_alerts(self, alerts: Alerts) -> AlertFeed:
+        """Tell ``alerts`` (a phone) about this session: start/stop, fills, risk-state changes,
+        broker trouble, and a summary at each day's end. Never on the trading path's clock."""
+        self.alerts = AlertFeed(self.pipe.bus, alerts, label=self.mode)
+        return self.alerts
 
     @property
     def stored(self) -> RunRecorder:
@@ -199,6 +212,8 @@ class TradingSession:
             await pipe.broker.start()
             pipe.host.start()
             status.outcome = "running"
+            if self.alerts is not None:
+                self.alerts.session("started", self.mode, status.run_id)
             last_ts = await self._loop(resume_after)
             if self._store_failure is not None:  # met between bars (a live fill): the run fails
                 raise self._store_failure
@@ -223,6 +238,11 @@ class TradingSession:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            if self.alerts is not None and status.bars_processed:
+                self.end_of_day()
+            if self.alerts is not None:
+                self.alerts.session(outcome if error is None else f"{outcome}: {error}",
+                                    self.mode, status.run_id)  # fmt: skip
             try:
                 await pipe.broker.stop()
             finally:
@@ -276,9 +296,10 @@ class TradingSession:
         status = self.status
         day = local_day(bars.ts_ns)
         if day != self._day:
-            if self._day != -1:
-                self._end_of_day()
+            self.end_of_day()
             self._day = day
+            pf = self.pipe.portfolio
+            self._day_equity, self._day_trades = pf.equity, len(pf.trades)
         async with self._bar_lock:
             started = time.perf_counter()
             self._in_bar = True
@@ -402,6 +423,13 @@ class TradingSession:
             await self.pipe.monitor.feed_stale(ts_ns, silent_s)
             await self._store()
 
+    async def _feed_fresh(self, ts_ns: int) -> None:
+        """Ticks flow again after a stale spell: the monitor lifts the stale-data limit (only
+        its own), between bars."""
+        async with self._bar_lock:
+            if await self.pipe.monitor.feed_fresh(ts_ns):
+                await self._store()
+
     def _between_bars(self, _event: object) -> Awaitable[None] | None:
         """A live broker reports fills whenever Kite does; store them at once, not with the
         next bar, so a crash in between cannot lose them."""
@@ -422,6 +450,14 @@ class TradingSession:
             )  # fmt: skip
             raise
 
+    def end_of_day(self) -> None:
+        """The day's close: the summary (logged, and sent to the alerts) — once per day,
+        whether the feed says the session is over, the next day's first bar arrives, or the
+        session stops."""
+        if self._day != -1 and self._summarised != self._day:
+            self._summarised = self._day
+            self._end_of_day()
+
     def _end_of_day(self) -> None:
         pf = self.pipe.portfolio
         log.info(
@@ -429,6 +465,14 @@ class TradingSession:
             realized=round(pf.realized, 2), trades=len(pf.trades), holdings=pf.holdings(),
             state=str(self.pipe.state.state),
         )  # fmt: skip
+        if self.alerts is not None:
+            start = pf.equity if self._day_equity is None else self._day_equity
+            peak = self.pipe.monitor.peak
+            self.alerts.daily_summary(
+                (date(1970, 1, 1) + timedelta(days=self._day)).isoformat(),
+                pf.equity - start, len(pf.trades) - self._day_trades,
+                100 * (1 - pf.equity / peak) if peak > 0 else 0.0, str(self.pipe.state.state),
+            )  # fmt: skip
 
     async def _store(self) -> None:
         """Commit what the session has buffered (``PER_BAR``), as of the bar in hand.

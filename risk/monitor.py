@@ -25,6 +25,7 @@ from engine.ports import AccountView
 from risk.state import TradingStateMachine
 
 KILL_SWITCH = "kill_switch"
+STALE_DATA = "stale_data"
 RATIO_EPS = 1e-12  # far below any limit's resolution, far above a ratio's rounding error
 
 
@@ -123,10 +124,20 @@ class RiskMonitor:
 
     async def feed_stale(self, ts_ns: int, silent_s: float) -> None:
         """The live feed went quiet without closing: bars built now may miss prices, so no new
-        exposure (REDUCING) until an operator or the next session lifts it."""
+        exposure (REDUCING) until ticks flow again (``feed_fresh``), an operator or the next
+        session lifts it."""
         await self.state.tighten(
-            TradingState.REDUCING, ts_ns, "stale_data", f"no market data for {silent_s:.1f}s"
+            TradingState.REDUCING, ts_ns, STALE_DATA, f"no market data for {silent_s:.1f}s"
         )
+
+    async def feed_fresh(self, ts_ns: int) -> bool:
+        """Ticks flow again: lift the stale-data REDUCING — only if nothing tightened the state
+        since (a drawdown REDUCING or any HALTED stays). True if it lifted."""
+        state = self.state
+        if state.state is TradingState.REDUCING and state.gate == STALE_DATA:
+            await state.resume(ts_ns, STALE_DATA, "market data flowing again")
+            return True
+        return False
 
     async def kill_switch(self, ts_ns: int, who: str = "operator") -> None:
         await self.state.tighten(TradingState.HALTED, ts_ns, KILL_SWITCH, f"kill switch by {who}")
@@ -165,16 +176,32 @@ async def publish_close(
     )
 
 
+#: broker events that end the trouble another kind caused: the halt it caused lifts by itself.
+#: A reconciliation at start proves the token works: it lifts a token halt a restarted run
+#: carried over from before the restart.
+CURED_BY = {"token_renewed": "token_expired", "reconciled": "token_expired"}
+
+
 class BrokerTroubleGuard:
     """Halts trading on broker trouble (expired token, lost connection) instead of erroring in a
     loop, without flattening (the broker may not be able to take the orders). The operator
     resumes once the cause is fixed, or the next session does; trouble that persists halts
-    again with the next broker event."""
+    again with the next broker event.
+
+    One cure is the broker's to announce: a new access token (``token_renewed``), or a start
+    whose reconciliation with Kite's book succeeded (``reconciled``), lifts a halt whose last
+    cause was the expired token — and only that one (a drawdown or kill-switch halt stays)."""
 
     def __init__(self, monitor: RiskMonitor) -> None:
         self._monitor = monitor
 
     def on_broker_event(self, event: BrokerEvent) -> Awaitable[None] | None:
+        cured = CURED_BY.get(event.kind)
+        if cured is not None:
+            state = self._monitor.state
+            if state.state is TradingState.HALTED and state.gate == f"broker_{cured}":
+                return state.resume(event.ts_ns, f"broker_{event.kind}", event.message)
+            return None
         if not event.halts:
             return None
         return self._monitor.halt(event.ts_ns, f"broker_{event.kind}", event.message, False)

@@ -22,6 +22,7 @@ class TradingStateMachine:
     def __init__(self, publish: Publish, next_seq: Callable[[], int]) -> None:
         self.state = TradingState.ACTIVE
         self.reason = ""
+        self.gate = ""  # what moved it last: lets a cause lift only its own halt
         self._publish = publish
         self._next_seq = next_seq
 
@@ -40,4 +41,5 @@ class TradingStateMachine:
     async def _move(self, to: TradingState, ts_ns: int, gate: str, reason: str) -> None:
         self.state = to
         self.reason = reason
+        self.gate = gate
         await self._publish(RiskEvent(ts_ns, self._next_seq(), "state", gate, "", reason, to))

@@ -31,6 +31,7 @@ from brokers.kite.history import (
     SymbolResult,
     plan_chunks,
 )
+from brokers.kite.preflight import BLOCK, PreflightReport, run_preflight
 from brokers.kite.rest import KiteRestClient
 from brokers.kite.settings import KiteSettings, KiteSettingsError
 from brokers.kite.ticker_protocol import (
@@ -148,9 +149,38 @@ def _login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- kite check -------------------------------------------------------------------------------
+
+
+async def _run_check(args: argparse.Namespace, symbols: list[str]) -> PreflightReport:
+    settings = KiteSettings.from_env()
+    credentials = load_credentials(settings)
+    report = PreflightReport()
+    if not credentials.access_token:
+        report.add("token", BLOCK, "no access token: run `trader kite login --request-token …`")
+        return report
+    async with KiteRestClient(settings, credentials) as client:
+        return await run_preflight(client, symbols, exchange=args.exchange, capital=args.capital)
+
+
+@_guarded
+def _check(args: argparse.Namespace) -> int:
+    """Pre-flight for live trading: print each check; exit 1 if anything blocks."""
+    symbols = parse_symbols(args.symbols) if args.symbols else read_universe(args.universe)
+    report = asyncio.run(_run_check(args, symbols))
+    for line in report.lines():
+        print(line)
+    blockers = report.blockers
+    if blockers:
+        print(f"{len(blockers)} problem(s) block live trading; fix them and run the check again")
+        return EXIT_FAILED
+    print("clear: nothing found that blocks live trading")
+    return EXIT_OK
+
+
 def register(subparsers: Any) -> None:
-    """Add ``kite decode FILE``, ``kite login`` and ``data download`` to the top-level
-    subparsers (the CLI discovers modules by their ``register``)."""
+    """Add ``kite decode FILE``, ``kite login``, ``kite check`` and ``data download`` to the
+    top-level subparsers (the CLI discovers modules by their ``register``)."""
     register_data(subparsers)
     kite = subparsers.add_parser("kite", help="Zerodha Kite utilities")
     commands = kite.add_subparsers(dest="kite_command", metavar="COMMAND", required=True)
@@ -182,6 +212,22 @@ def register(subparsers: Any) -> None:
     )
     login_parser.add_argument("--request-token", required=True)
     login_parser.set_defaults(func=_login)
+
+    check = commands.add_parser(
+        "check",
+        help="pre-flight: what would block live trading today",
+        description="With your credentials, check the access token, profile (NSE, MIS, MARKET), "
+        "equity margin, the instrument token of every symbol and whether each can be traded "
+        "intraday (MIS). Reads only. Exit 0 when clear, 1 when something blocks.",
+    )
+    which = check.add_mutually_exclusive_group(required=True)
+    which.add_argument("--symbols", help="comma-separated trading symbols, e.g. RELIANCE,INFY")
+    which.add_argument("--universe", type=Path, help="file with one symbol per line (or CSV)")
+    check.add_argument("--exchange", default="NSE")
+    check.add_argument(
+        "--capital", type=float, help="warn when the equity margin is below this amount"
+    )
+    check.set_defaults(func=_check)
 
 
 # --- data download ----------------------------------------------------------------------------

@@ -92,12 +92,43 @@ def register(sub: Any) -> None:
         "--i-understand-this-is-live", action="store_true", help="required: real orders, real money"
     )
     live.add_argument("--resume", metavar="RUN_ID")
+    live.add_argument(
+        "--market-protection",
+        type=market_protection,
+        metavar="P",
+        help="market protection of MARKET/SL-M orders: -1 (Kite's automatic band) or a "
+        "percentage 0 < P <= 100; overrides KITE_MARKET_PROTECTION (default -1)",
+    )
     add_warmup_options(live)
     live.add_argument("--host", default="127.0.0.1")
     live.add_argument("--port", type=int, default=0)
     add_run_options(live)
     add_store_options(live)
     live.set_defaults(func=cmd_live, mode="live")
+
+
+def market_protection(text: str) -> float:
+    """``--market-protection``, checked as the setting is (never 0: Kite refuses it)."""
+    from brokers.kite.order_params import check_market_protection
+
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--market-protection: {text!r} is not a number") from None
+    try:
+        return check_market_protection(number, "--market-protection")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def kite_settings(args: argparse.Namespace) -> Any:
+    """Kite settings from the environment with the command line's overrides on top."""
+    from brokers.kite.settings import KiteSettings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "market_protection", None) is not None:
+        overrides["market_protection"] = args.market_protection
+    return KiteSettings.from_env(**overrides)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -170,8 +201,9 @@ def _paper_on_kite(
     async def go() -> int:
         warmup = await _warmup_history(args, settings, kite, credentials, symbols)
         source = await kite_source(
-            settings, kite, credentials, symbols, calendar=NseCalendar(settings.session)
-        )
+            settings, kite, credentials, symbols, calendar=NseCalendar(settings.session),
+            warmup=warmup,
+        )  # fmt: skip
         session = trading_session(
             source, strategy, settings, open_database(args.db), resume=args.resume,
             warmup=warmup, launch=launch, **store_options(args),
@@ -183,15 +215,15 @@ def _paper_on_kite(
 
 def cmd_live(args: argparse.Namespace) -> int:
     from app.daemon import serve_session, store_options
-    from app.runners.live import live_session
+    from app.runners.live import live_session, telegram_alerts
     from app.wiring import attach_predictor
     from brokers.kite.auth import load_credentials
-    from brokers.kite.settings import KiteSettings
     from config.calendar import NseCalendar
     from engine.pipeline import run_config
     from engine.store.database import NoDatabase, open_database
     from risk.promotion import check_live_allowed
 
+    kite = kite_settings(args)  # bad Kite settings fail before anything else is read
     settings, strategy = prepare_run(args, profile="live")
     attach_predictor(strategy)  # a model's identity is part of the configuration promoted
     try:  # a promotion is stored in the database: none there, none given
@@ -204,15 +236,23 @@ def cmd_live(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"promotion #{promotion.id} of {promotion.created_at[:10]} allows this configuration")
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    kite, credentials = KiteSettings.from_env(), load_credentials()
+    credentials = load_credentials(kite)
 
     async def go() -> int:
         warmup = await _warmup_history(args, settings, kite, credentials, symbols)
-        session = await live_session(
-            settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
-            calendar=NseCalendar(settings.session), warmup=warmup, **store_options(args),
-        )  # fmt: skip
-        return await serve_session(args, session)
+        alerts = telegram_alerts(kite)
+        if alerts is not None:
+            await alerts.start()
+        try:
+            session = await live_session(
+                settings, strategy, engine, kite, credentials, symbols, resume=args.resume,
+                calendar=NseCalendar(settings.session), warmup=warmup, alerts=alerts,
+                **store_options(args),
+            )  # fmt: skip
+            return await serve_session(args, session)
+        finally:
+            if alerts is not None:
+                await alerts.close()
 
     return asyncio.run(go())
 

@@ -152,6 +152,14 @@ def load_credentials(
     return KiteCredentials(api_key=api_key, **values)
 
 
+def stored_access_token(settings: KiteSettings, credentials: KiteCredentials) -> KiteCredentials:
+    """``credentials`` with the access token the secrets file holds now — where ``trader kite
+    login`` writes each day's token, so a running daemon reads it here (the file wins over an
+    environment variable, which a running process cannot see change)."""
+    token = read_secrets_file(settings.secrets_path).get(ENV_ACCESS_TOKEN)
+    return credentials.with_access_token(token) if token else credentials
+
+
 def exchange_request_token(
     settings: KiteSettings, credentials: KiteCredentials, request_token: str
 ) -> str:

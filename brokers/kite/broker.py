@@ -23,11 +23,14 @@ What it guarantees, and why:
   order. So a bus handler may call back into the broker (cancel on a fill) without deadlock, and
   events of one order never overtake each other.
 * **Kite trouble becomes events.** Expired token → ``BrokerEvent("token_expired", halts=True)``
-  once, and orders are refused plainly afterwards; persistent network failure →
-  ``BrokerEvent("network", halts=True)``; an order request from an IP not registered for the
-  app → ``BrokerEvent("ip_not_allowed", halts=True)`` saying where to register it, and the
-  order REJECTED, never retried (no retry can fix it; once the operator has registered the IP
-  and resumed, orders go out again); an RMS/margin rejection (at placement or after) →
+  once, and orders are refused plainly afterwards; with the process's ``AccessTokenWatch``
+  (``token_watch``) the broker then waits for the token ``trader kite login`` writes, and on it
+  reconciles with the order book, resumes polling and announces ``BrokerEvent("token_renewed")``
+  (which lifts the halt the expiry caused); persistent network failure →
+  ``BrokerEvent("network", halts=True)``; an order request from an IP not registered for the app
+  → ``BrokerEvent("ip_not_allowed", halts=True)`` saying where to register it, and the order
+  REJECTED, never retried (no retry can fix it; once the operator has registered the IP and
+  resumed, orders go out again); an RMS/margin rejection (at placement or after) →
   ``OrderUpdate(REJECTED)`` with Kite's message; a refused cancel/modify → ``"order_error"``.
 * **Market orders carry market protection.** MARKET and SL-M orders are sent with
   ``market_protection`` (``KiteSettings.market_protection``: -1, Kite's automatic band, unless
@@ -70,7 +73,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from brokers.costs import CostModel
+from brokers.costs import CostModel, OrderCosts
 from brokers.kite.auth import KiteCredentials
 from brokers.kite.errors import (
     KiteError,
@@ -93,6 +96,7 @@ from brokers.kite.order_tags import DEFAULT_TAG_PREFIX, check_tag_prefix, order_
 from brokers.kite.rate_limit import RetryPolicy, with_retries
 from brokers.kite.settings import KiteSettings
 from brokers.kite.ticker_client import TickerClient
+from brokers.kite.token_watch import AccessTokenWatch
 from config.redact import scrub
 from engine.bus import EventBus
 from engine.events import (
@@ -163,13 +167,16 @@ class KiteBroker(Broker):
         trading_state: Callable[[], TradingState] | None = None,
         api: KiteOrderApi | None = None,
         clock: Callable[[], int] = time.time_ns,
+        token_watch: AccessTokenWatch | None = None,
     ) -> None:
         """``tag_namespace`` (the run id, say) keeps tags unique when order ids repeat across
         runs on one day. ``ticker``: a websocket client shared with the market-data feed (its
         owner runs it; order updates are routed here); without one, and with ``run_ticker``,
         the broker runs its own. ``market_protection`` (sent with MARKET/SL-M orders) overrides
         ``settings.market_protection``. ``trading_state`` tells the remainder rule the session's
-        trading state (also settable later, as the attribute of that name)."""
+        trading state (also settable later, as the attribute of that name). ``token_watch``:
+        the process's holder of the daily access token (see ``token_watch``); the broker
+        reports a rejected token to it and renews itself when a new one is picked up."""
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
         if market_protection is None:
@@ -179,13 +186,18 @@ class KiteBroker(Broker):
         self._bus = bus
         self.settings = settings
         self._credentials = credentials
-        self._costs = cost_model
+        self._costs = OrderCosts(cost_model)
         self.product = product
         self.exchange = exchange
         self.poll_interval_s = poll_interval_s
         self._namespace = tag_namespace
         self._prefix = check_tag_prefix(tag_prefix)
         self._clock = clock
+        self.token_watch = token_watch
+        if token_watch is not None:
+            credentials = self._credentials = token_watch.credentials
+            token_watch.on_expired.append(self._token_rejected)
+            token_watch.on_renewed.append(self.renew)
         self._api = api or KiteOrderApi(settings, credentials, order_rate_limit)
         self._retry = RetryPolicy(
             settings.max_retries, settings.backoff_base_s, settings.backoff_max_s
@@ -199,6 +211,7 @@ class KiteBroker(Broker):
                 credentials,
                 backoff_base_s=settings.backoff_base_s,
                 backoff_max_s=settings.backoff_max_s,
+                token_watch=token_watch,
             )
         if self.ticker is not None:
             self.ticker.on_order_update = self.on_order_update
@@ -221,6 +234,8 @@ class KiteBroker(Broker):
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._poll_task: asyncio.Task[None] | None = None
+        self._ticker_task: asyncio.Task[None] | None = None
         self._token_dead: str | None = None
         self._network_down = False
         self._network_failures = 0
@@ -245,13 +260,58 @@ class KiteBroker(Broker):
             self._ready.set()
         if self._token_dead is not None:
             return
-        self._loops.append(asyncio.create_task(self._poll_loop(), name="kite-broker-poll"))
+        await self._start_loops()
+
+    async def _start_loops(self) -> None:
+        """The poll loop and (if the broker owns it) the order-update websocket; each started
+        unless already running (a renewal after a dead token starts what ended)."""
+        if self._poll_task is None or self._poll_task.done():
+            self._poll_task = asyncio.create_task(self._poll_loop(), name="kite-broker-poll")
+            self._loops.append(self._poll_task)
         if self._own_ticker and self.ticker is not None:
-            self._loops.append(asyncio.create_task(self._run_ticker(), name="kite-broker-ticker"))
+            if self._ticker_task is None or self._ticker_task.done():
+                self._ticker_task = asyncio.create_task(
+                    self._run_ticker(), name="kite-broker-ticker"
+                )
+                self._loops.append(self._ticker_task)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self.ticker.connected.wait(), min(2.0, self.settings.request_timeout_s)
                 )
+
+    async def renew(self, credentials: KiteCredentials) -> None:
+        """A new access token (``trader kite login`` while the daemon runs): use it, reconcile
+        with Kite's order book and positions as at a start, settle the orders still open from
+        the book, restart polling, and announce ``token_renewed``. A token Kite rejects as
+        well is reported as expired again (and the watch waits for another)."""
+        if self._stopping:
+            return
+        self._credentials = credentials
+        self._api.use_credentials(credentials)
+        self._token_dead = None
+        self._network_ok()
+        try:
+            summary = await self._reconcile(announce=False)
+        except KiteError as exc:
+            await self._report_failure(exc, "reconcile with a new access token")
+            return
+        await self._event("token_renewed", f"new Kite access token accepted; {summary}")
+        await self.poll_once()
+        await self._start_loops()
+
+    async def check_token(self) -> bool:
+        """One cheap read (the profile) to learn before a session whether today's token works;
+        a rejection is reported like any other (halt, alert, wait for a new token)."""
+        if self._token_dead is not None:
+            return False
+        try:
+            await self._api.profile()
+        except KiteTokenError as exc:
+            await self._token_expired(exc)
+            return False
+        except KiteError as exc:
+            await self._report_failure(exc, "token check", retried=False)
+        return True
 
     async def stop(self) -> None:
         """Wait briefly for placements in flight, then stop polling and the websocket. Open
@@ -294,6 +354,15 @@ class KiteBroker(Broker):
         self._orders[order.order_id] = tracked
         self._by_tag[tag] = tracked
         self._spawn(self._place(tracked), f"place {order.order_id}")
+
+    def booked(self, order_id: str, qty: int, value: float, costs: float) -> None:
+        """The part of a restored order the engine booked before the restart: the order book
+        will show it executed, and it is not reported again (nor charged again)."""
+        tracked = self._orders.get(order_id)
+        if tracked is None or qty <= 0:
+            return
+        tracked.ledger.booked(qty, value)
+        self._costs.booked(order_id, value, costs)
 
     async def cancel(self, order_id: str, reason: str = "") -> None:
         """Ask Kite to cancel; the CANCELLED update follows from Kite's answer (usually before
@@ -637,7 +706,7 @@ class KiteBroker(Broker):
                     order.side,
                     execution.qty,
                     execution.price,
-                    self._costs(order.side, execution.qty, execution.price),
+                    self._costs(order.order_id, order.side, execution.qty, execution.price),
                     order.reason,
                     execution.trade_id,
                 )
@@ -854,7 +923,9 @@ class KiteBroker(Broker):
     def _ours(self, snap: KiteOrderSnapshot) -> str | None:
         return next((tag for tag in snap.tags if tag.startswith(self._prefix)), None)
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, announce: bool = True) -> str:
+        """Read the day's order book and positions; adopt our open orders nobody re-submitted.
+        Announced as ``reconciled`` unless ``announce`` is False (the caller words it)."""
         rows = await with_retries(self._api.orders, self._retry)
         book = [KiteOrderSnapshot.parse(row) for row in rows]
         mine = [(tag, snap) for snap in book if (tag := self._ours(snap)) is not None]
@@ -881,15 +952,17 @@ class KiteBroker(Broker):
             f"{t.order.order_type}"
             for t in adopted
         )
-        await self._event(
-            "reconciled",
+        summary = (
             f"Kite order book: {len(mine)} order(s) with our tag today, {finished} finished, "
             f"{expected} matched to re-submitted orders, {len(adopted)} open adopted"
             + (f" ({adopted_text})" if adopted else "")
-            + f"; positions {self.exchange} {self.product}: {held}",
+            + f"; positions {self.exchange} {self.product}: {held}"
         )
+        if announce:
+            await self._event("reconciled", summary)
         for tracked in adopted:  # report what they have done so far (fills, OPEN)
             await self._apply(self._start_book[tracked.tag])
+        return summary
 
     def _adopted_order(self, snap: KiteOrderSnapshot) -> Order:
         try:
@@ -972,11 +1045,18 @@ class KiteBroker(Broker):
         await self._drain()
 
     async def _token_expired(self, exc: KiteTokenError) -> None:
+        used = self._credentials.access_token
+        await self._token_rejected(str(exc))
+        if self.token_watch is not None:
+            await self.token_watch.expired(used, str(exc))
+
+    async def _token_rejected(self, reason: str) -> None:
+        """Stop trading on a dead token (reported here or by another client to the watch)."""
         if self._token_dead is not None:
             return
-        self._token_dead = str(exc)
+        self._token_dead = reason
         self._wake.set()
-        await self._event("token_expired", str(exc), halts=True)
+        await self._event("token_expired", reason, halts=True)
 
     async def _ip_not_allowed(self, exc: KiteIpNotAllowedError, what: str) -> None:
         """Halt on every refused order request: halting is idempotent, and trouble that is

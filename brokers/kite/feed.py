@@ -32,9 +32,9 @@ SESSION_TAIL = timedelta(minutes=1)  # and stay past the close for late ticks of
 class BatchToSlice:
     """One aggregator batch → one ``BarSlice`` (symbols in sid order, session-open flags)."""
 
-    def __init__(self, universe: Universe) -> None:
+    def __init__(self, universe: Universe, last_days: dict[str, int] | None = None) -> None:
         self._universe = universe
-        self._day: dict[str, int] = {}
+        self._day: dict[str, int] = dict(last_days or {})
 
     def __call__(self, batch: BarBatch, seq: int) -> BarSlice:
         uni = self._universe
@@ -83,11 +83,25 @@ class KiteLiveSource:
         #: set by the session (the risk monitor's ``feed_stale``): told when the ticker's
         #: watchdog finds the websocket silent, before it reconnects
         self.on_stale: Callable[[int, float], Awaitable[None]] | None = None
+        #: set by the session (the risk monitor's ``feed_fresh``): ticks flow again
+        self.on_fresh: Callable[[int], Awaitable[None]] | None = None
+        #: awaited before each session's websocket connects (the live runner checks the day's
+        #: access token here: an expired one halts and alerts before the open, not at it)
+        self.before_session: Callable[[], Awaitable[object]] | None = None
+        #: called when a session's last bars have been handed out (the day's summary)
+        self.after_session: Callable[[], object] | None = None
         self._flush_interval_s = flush_interval_s  # None: bars close by tick time only
         self._calendar = calendar  # None: stream whenever started (tests, ad-hoc sessions)
         self._now = now
         self._sleep = sleep
         self.client: TickerClient | None = None
+        self._last_days: dict[str, int] = {}
+
+    def continue_after(self, last_bar_ns: dict[str, int]) -> None:
+        """Bars before the feed (warm-up history, today's included) ended at these times per
+        symbol: a live bar of the same day is then not a session's first bar, exactly as in a
+        session that ran since the open (session-scoped features do not restart mid-day)."""
+        self._last_days = {symbol: local_day(ts) for symbol, ts in last_bar_ns.items()}
 
     async def batches(
         self, universe: Universe, next_seq: Callable[[], int], stop: asyncio.Event
@@ -101,7 +115,7 @@ class KiteLiveSource:
     ) -> AsyncIterator[BarSlice]:
         """Session after session: idle until a minute before the next open (weekends and
         holidays skipped), stream until the close, close the day's last bars, repeat."""
-        to_slice = BatchToSlice(universe)
+        to_slice = BatchToSlice(universe, self._last_days)
         while not stop.is_set():
             until: datetime | None = None
             if self._calendar is not None:
@@ -112,14 +126,22 @@ class KiteLiveSource:
                     if await self._wait(stop, wait):
                         return
                 until = end + SESSION_TAIL
+            if self.before_session is not None:
+                await self.before_session()
             async for bars in self._session(to_slice, next_seq, stop, until):
                 yield bars
+            if self.after_session is not None and not stop.is_set():
+                self.after_session()
             if self._calendar is None:
                 return
 
     async def _stale(self, silent_s: float) -> None:
         if self.on_stale is not None:
             await self.on_stale(time.time_ns(), silent_s)
+
+    async def _fresh(self) -> None:
+        if self.on_fresh is not None:
+            await self.on_fresh(time.time_ns())
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
         """Sleep ``seconds`` unless stopped first; True if stopped."""
@@ -142,7 +164,7 @@ class KiteLiveSource:
                 for batch in aggregator.on_tick(tick, received_at):
                     queue.put_nowait(batch)
 
-        client = self._client_factory(on_ticks=on_ticks, on_stale=self._stale)
+        client = self._client_factory(on_ticks=on_ticks, on_stale=self._stale, on_fresh=self._fresh)
         self.client = client
         await client.subscribe(list(self._tokens), "full")
         reader = asyncio.create_task(client.run())

@@ -115,6 +115,11 @@ class KiteOrderApi:
         self.order_limiters = (order_rate_limit or OrderRateLimit()).limiters()
         self.read_limiter = RateLimiter(READS_PER_SECOND, 1.0)
 
+    def use_credentials(self, credentials: KiteCredentials) -> None:
+        """A new access token (the daily login): later calls build fresh clients with it."""
+        self._credentials = credentials
+        self._local = threading.local()
+
     def _official_client(self) -> KiteConnect:
         return KiteConnect(
             api_key=self._credentials.api_key,
@@ -190,6 +195,9 @@ class KiteOrderApi:
                 lambda k: k.order_trades(order_id),
             )
         )
+
+    async def profile(self) -> dict[str, Any]:
+        return dict(await self._call("profile", lambda k: k.profile()))
 
     async def positions(self) -> dict[str, list[dict[str, Any]]]:
         data = await self._call("positions", lambda k: k.positions())

@@ -154,6 +154,12 @@ class FillLedger:
         self.untraded_qty += qty
         return self._report(qty, price, "")
 
+    def booked(self, qty: int, value: float) -> None:
+        """Quantity the engine booked before a restart (its stored fills): counted as reported,
+        and, having no trade ids, absorbing the first trades Kite lists for it."""
+        self.reported_qty, self.reported_value = qty, value
+        self.untraded_qty = qty
+
     def _report(self, qty: int, price: float, trade_id: str) -> Execution:
         self.reported_qty += qty
         self.reported_value += qty * price

@@ -137,14 +137,18 @@ class KiteRestClient:
         }
 
     async def _request(
-        self, method: str, path: str, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
     ) -> tuple[str, str]:
         if self._session is None:
             raise RuntimeError("KiteRestClient used outside `async with`")
         url = f"{self.settings.api_root}{path}"
         try:
             async with self._session.request(
-                method, url, params=params, headers=self._headers()
+                method, url, params=params, json=json_body, headers=self._headers()
             ) as response:
                 text = await response.text()
                 content_type = response.headers.get("Content-Type", "")
@@ -163,13 +167,22 @@ class KiteRestClient:
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """The ``data`` member of a successful JSON answer."""
-        content_type, text = await self._request("GET", path, params)
+        return self._data("GET", path, *await self._request("GET", path, params))
+
+    async def post_json(self, path: str, body: Any) -> Any:
+        """POST a JSON body (Kite's margin calculators take one); the answer's ``data``."""
+        return self._data("POST", path, *await self._request("POST", path, json_body=body))
+
+    @staticmethod
+    def _data(method: str, path: str, content_type: str, text: str) -> Any:
         try:
             body = json.loads(text)
         except ValueError:
-            raise KiteResponseError(f"GET {path}: answer is not JSON ({content_type})") from None
+            raise KiteResponseError(
+                f"{method} {path}: answer is not JSON ({content_type})"
+            ) from None
         if not isinstance(body, dict) or body.get("status") != "success" or "data" not in body:
-            raise KiteResponseError(f"GET {path}: answer lacks status=success and data")
+            raise KiteResponseError(f"{method} {path}: answer lacks status=success and data")
         return body["data"]
 
     async def instruments(self, exchange: str | None = None) -> list[Instrument]:

@@ -30,6 +30,8 @@ ENV_SECRETS_FILE = "KITE_SECRETS_FILE"
 ENV_MARKET_PROTECTION = "KITE_MARKET_PROTECTION"
 ENV_REMAINDER_TIMEOUT = "KITE_MARKET_REMAINDER_TIMEOUT_S"
 ENV_REMAINDER_REPLACEMENTS = "KITE_MARKET_REMAINDER_REPLACEMENTS"
+ENV_FEED_SILENCE = "KITE_FEED_SILENCE_S"
+ENV_TICK_SILENCE = "KITE_FEED_TICK_SILENCE_S"
 
 
 class KiteSettingsError(ValueError):
@@ -59,6 +61,12 @@ class KiteSettings(BaseModel):
     market_remainder_timeout_s: float = Field(10.0, gt=0)
     # ... and re-places it at most this many times (0: never; the order ends partly filled).
     market_remainder_replacements: int = Field(1, ge=0)
+    # The live feed's watchdog. Kite heartbeats every second: this long without any message
+    # is a dead connection ...
+    feed_silence_s: float = Field(5.0, gt=0)
+    # ... and this long without a tick while instruments are subscribed, during the session, a
+    # connection that lost its subscription. Either → stale data (no new entries), reconnect.
+    feed_tick_silence_s: float = Field(30.0, gt=0)
 
     @field_validator("api_root")
     @classmethod
@@ -87,7 +95,8 @@ class KiteSettings(BaseModel):
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> KiteSettings:
         """Defaults, then ``KITE_API_ROOT`` / ``KITE_WS_URL`` / ``KITE_SECRETS_FILE`` /
         ``KITE_MARKET_PROTECTION`` / ``KITE_MARKET_REMAINDER_TIMEOUT_S`` /
-        ``KITE_MARKET_REMAINDER_REPLACEMENTS``, then explicit keyword overrides."""
+        ``KITE_MARKET_REMAINDER_REPLACEMENTS`` / ``KITE_FEED_SILENCE_S`` /
+        ``KITE_FEED_TICK_SILENCE_S``, then explicit keyword overrides."""
         source = os.environ if env is None else env
         values: dict[str, object] = {}
         for name, field in (
@@ -97,6 +106,8 @@ class KiteSettings(BaseModel):
             (ENV_MARKET_PROTECTION, "market_protection"),
             (ENV_REMAINDER_TIMEOUT, "market_remainder_timeout_s"),
             (ENV_REMAINDER_REPLACEMENTS, "market_remainder_replacements"),
+            (ENV_FEED_SILENCE, "feed_silence_s"),
+            (ENV_TICK_SILENCE, "feed_tick_silence_s"),
         ):
             if source.get(name):
                 values[field] = source[name]

@@ -7,10 +7,17 @@ client is aiohttp. What it guarantees:
   connected, send it; every (re)connection replays it (subscribe, then mode, per mode group);
 * a dropped connection is retried with exponential backoff (with jitter, capped), reset after a
   successful handshake; a 403 handshake means the access token is dead, which retrying cannot
-  fix, so ``run`` raises ``KiteTokenError`` instead of looping;
+  fix, so ``run`` raises ``KiteTokenError`` instead of looping — or, given the process's
+  ``AccessTokenWatch``, reports the dead token to it and waits, without connecting, until a
+  new token is picked up (``trader kite login``), then reconnects and resubscribes;
 * stale feed: Kite sends a heartbeat byte about every second even when nothing trades, so
   ``stale_after_s`` of total silence means the connection is dead even if TCP has not noticed;
-  ``on_stale`` is told and the connection is recycled;
+  and a connection that keeps beating but delivers no tick for ``tick_silence_s`` while
+  instruments are subscribed has lost its subscription server-side (during market hours a
+  universe does not go a minute without a trade). Either way ``on_stale`` is told and the
+  connection is recycled (reconnect, resubscribe). A connection that went stale does not reset
+  the reconnect backoff — a feed that keeps going quiet is retried ever more slowly, not in a
+  tight loop — and the first tick after a stale spell is announced with ``on_fresh``;
 * malformed messages are counted and reported through ``on_error``, never fatal.
 
 Credentials travel in the websocket URL, so the URL is never logged and error texts are scrubbed.
@@ -45,6 +52,7 @@ from brokers.kite.ticker_protocol import (
     subscribe_message,
     unsubscribe_message,
 )
+from brokers.kite.token_watch import AccessTokenWatch
 from config.redact import scrub
 from config.sessions import IST
 
@@ -78,6 +86,7 @@ class TickerClient:
     * ``on_order_update(order)`` — the order dict of a Kite order-update text message;
     * ``on_error(text)`` — Kite error messages and undecodable frames;
     * ``on_stale(silent_s)`` — the feed went silent; a reconnect follows;
+    * ``on_fresh()`` — the first ticks after a stale spell;
     * ``on_connect(connects)`` — after each successful handshake and resubscription.
     """
 
@@ -91,20 +100,27 @@ class TickerClient:
         on_error: Callback | None = None,
         on_stale: Callback | None = None,
         on_connect: Callback | None = None,
+        on_fresh: Callback | None = None,
         stale_after_s: float = 5.0,
+        tick_silence_s: float | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_reconnects: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        token_watch: AccessTokenWatch | None = None,
     ) -> None:
         self.settings = settings
         self._credentials = credentials
+        self.token_watch = token_watch
+        self._used_token: str | None = None
         self.on_ticks = on_ticks
         self.on_order_update = on_order_update
         self.on_error = on_error
         self.on_stale = on_stale
         self.on_connect = on_connect
+        self.on_fresh = on_fresh
         self.stale_after_s = stale_after_s
+        self.tick_silence_s = tick_silence_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_reconnects = max_reconnects
@@ -117,6 +133,9 @@ class TickerClient:
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._last_message = 0.0
+        self._last_tick = 0.0
+        self._connection_stale = False  # this connection ended by the watchdog
+        self._stale_spell = False  # stale since the last tick
 
     # --- subscriptions (desired state) ------------------------------------------------------
 
@@ -157,9 +176,10 @@ class TickerClient:
     # --- connection loop --------------------------------------------------------------------
 
     def _url(self) -> URL:
+        credentials = self.token_watch.credentials if self.token_watch else self._credentials
+        self._used_token = credentials.require_access_token()
         return URL(self.settings.ws_url).update_query(
-            api_key=self._credentials.api_key,
-            access_token=self._credentials.require_access_token(),
+            api_key=credentials.api_key, access_token=self._used_token
         )
 
     def backoff(self, attempt: int) -> float:
@@ -175,22 +195,31 @@ class TickerClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.request_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not self._stopping:
-                connects_before = self.stats.connects
+                connects_before, ticks_before = self.stats.connects, self.stats.ticks
                 try:
                     await self._connect_and_read(session)
                 except aiohttp.WSServerHandshakeError as exc:
                     if exc.status == 403:
                         message = "ticker handshake refused (403)"
                         await _call(self.on_error, message)
-                        raise KiteTokenError(message) from None
+                        watch = self.token_watch
+                        if watch is None:
+                            raise KiteTokenError(message) from None
+                        used = self._used_token
+                        await watch.expired(used, str(KiteTokenError(message)))
+                        if not await watch.wait_until_renewed(used, self._stop_requested):
+                            break
+                        failures = 0
+                        continue
                     await self._report(f"ticker handshake failed ({exc.status})")
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     text = scrub(str(exc)) or type(exc).__name__
                     await self._report(f"ticker connection failed: {text}")
                 if self._stopping:
                     break
-                if self.stats.connects > connects_before:
-                    failures = 0  # the handshake worked: start the backoff afresh
+                delivered = not self._connection_stale or self.stats.ticks > ticks_before
+                if self.stats.connects > connects_before and delivered:
+                    failures = 0  # the connection worked: start the backoff afresh
                 if self.max_reconnects is not None and failures >= self.max_reconnects:
                     raise ConnectionError(f"ticker gave up after {failures} reconnect attempts")
                 delay = self.backoff(failures)
@@ -207,7 +236,8 @@ class TickerClient:
         ws = await session.ws_connect(self._url(), autoping=True, max_msg_size=0)
         self._ws = ws
         self.stats.connects += 1
-        self._last_message = self._clock()
+        self._last_message = self._last_tick = self._clock()
+        self._connection_stale = False
         watchdog = asyncio.create_task(self._watchdog(ws))
         try:
             await self._resubscribe()
@@ -235,16 +265,25 @@ class TickerClient:
             await self._report(f"ticker connection closed (code {code})")
 
     async def _watchdog(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        period = max(0.01, self.stale_after_s / 4)
+        limits = [self.stale_after_s, *([self.tick_silence_s] if self.tick_silence_s else [])]
+        period = max(0.01, min(limits) / 4)
         while not ws.closed:
             await asyncio.sleep(period)
-            silent = self._clock() - self._last_message
+            now = self._clock()
+            silent = now - self._last_message
+            tickless = now - self._last_tick
             if silent >= self.stale_after_s:
-                self.stats.stale_events += 1
-                log.warning("ticker feed silent for %.1fs; reconnecting", silent)
-                await _call(self.on_stale, silent)
-                await ws.close()
-                return
+                what = "silent"
+            elif self.tick_silence_s and self.modes and tickless >= self.tick_silence_s:
+                what, silent = "without ticks", tickless
+            else:
+                continue
+            self.stats.stale_events += 1
+            self._connection_stale = self._stale_spell = True
+            log.warning("ticker feed %s for %.1fs; reconnecting", what, silent)
+            await _call(self.on_stale, silent)
+            await ws.close()
+            return
 
     async def _on_binary(self, data: bytes) -> None:
         if len(data) < 2:
@@ -258,6 +297,10 @@ class TickerClient:
             return
         self.stats.ticks += len(ticks)
         if ticks:
+            self._last_tick = self._clock()
+            if self._stale_spell:
+                self._stale_spell = False
+                await _call(self.on_fresh)
             await _call(self.on_ticks, ticks, datetime.now(IST))
 
     async def _on_text(self, data: str) -> None:

@@ -126,6 +126,7 @@ class ReplaySource:
 
     finite = True
     on_stale: Callable[[int, float], Awaitable[None]] | None = None  # stored bars never go quiet
+    on_fresh: Callable[[int], Awaitable[None]] | None = None
 
     def __init__(
         self, bars: LoadedBars, speed: float | None = None, batch: int = FAST_BATCH

@@ -14,8 +14,9 @@ from engine.store.schema import EquityRow, FillRow, OrderRow, RunRow, TradeRow
 from tests.support.paths import ROOT
 
 
-def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, capsys):
-    db = tmp_path / "runs.db"
+def test_backtest_stores_the_run_and_runs_reads_it_back(tmp_path, nifty_path, capsys, db_url):
+    """On SQLite and on a real PostgreSQL server (``db_url``)."""
+    db = db_url
     out = tmp_path / "result.json"
     report = tmp_path / "report.html"
     code = main(

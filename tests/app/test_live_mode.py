@@ -219,10 +219,11 @@ async def test_live_session_warms_up_from_kite_history_without_orders(tmp_path):
             tmp_path / "hist",
             date(2024, 6, 5),
             session=NSE,
+            now=datetime(2024, 6, 5, 9, 0, tzinfo=IST),  # started before the open
         )
         assert warm is not None and set(warm.frame["symbol"]) == {"INFY"}
         days = sorted({str(d) for d in warm.frame["ts"].dt.date})
-        assert days == ["2024-06-03", "2024-06-04"]  # Sunday 2nd has no session; 5th is today
+        assert days == ["2024-06-03", "2024-06-04"]  # Sunday 2nd has no session; 5th not open yet
         session = await live_session(
             settings,
             SmaCross(PARAMS),
@@ -260,8 +261,8 @@ async def test_a_silent_feed_stops_new_entries_through_the_risk_monitor(tmp_path
     async with FakeKite(heartbeat_s=60) as fake:  # silent: no heartbeat within the test
         fake.add_instrument(INFY, "INFY")
         source = await kite_source(
-            settings, fake.settings(), fake.credentials(), ["INFY"], flush_interval_s=None,
-            stale_after_s=0.3,
+            settings, fake.settings(feed_silence_s=0.3), fake.credentials(), ["INFY"],
+            flush_interval_s=None,
         )  # fmt: skip
         session = trading_session(source, SmaCross(PARAMS), settings, engine)
         task = asyncio.create_task(session.run())
@@ -286,3 +287,41 @@ async def test_the_live_feed_rejects_ticks_by_the_runs_data_settings(monkeypatch
     settings = load_settings("paper", interval="1minute", data={"max_bar_move_pct": 12.5})
     source = await live.kite_source(settings, None, None, ["INFY"])
     assert source._aggregator.max_move_pct == 12.5
+
+
+async def test_a_feed_without_ticks_is_stale_until_ticks_flow_again(tmp_path):
+    """Heartbeats but no ticks for ``feed_tick_silence_s``: REDUCING (no new entries on stale
+    bars) through the risk monitor, the ticker reconnects and resubscribes, and the first
+    ticks on the new connection lift the stale-data limit (only that one)."""
+    from app.runners.live import kite_source
+    from app.runners.paper import trading_session
+    from engine.events import TradingState
+    from engine.store.database import open_database
+    from engine.store.schema import RiskEventRow
+
+    engine = open_database(str(tmp_path / "quiet.db"))
+    settings = load_settings("paper", interval="1minute")
+    async with FakeKite(heartbeat_s=0.05) as fake:
+        fake.add_instrument(INFY, "INFY")
+        kite = fake.settings(feed_silence_s=2.0, feed_tick_silence_s=0.3)
+        source = await kite_source(settings, kite, fake.credentials(), ["INFY"],
+                                   flush_interval_s=None)  # fmt: skip
+        session = trading_session(source, SmaCross(PARAMS), settings, engine)
+        task = asyncio.create_task(session.run())
+        await fake.ticker.wait_subscribed([INFY], "full")
+        start = start_of(PATH) + timedelta(seconds=10)
+        await fake.ticker.push([tick(start, 100.0, 1000)])
+        fake.ticker.go_quiet()
+        assert await until(lambda: session.pipe.state.state is TradingState.REDUCING, 5.0)
+        assert session.pipe.state.gate == "stale_data"
+        assert await until(
+            lambda: source.client is not None and source.client.stats.connects >= 2, 5.0
+        )
+        await fake.ticker.wait_subscribed([INFY], "full")
+        await fake.ticker.push([tick(start + timedelta(seconds=20), 101.0, 2000)])
+        assert await until(lambda: session.pipe.state.state is TradingState.ACTIVE, 5.0)
+        session.request_stop()
+        await asyncio.wait_for(task, 10)
+    with engine.connect() as conn:
+        events = conn.execute(select(RiskEventRow.gate, RiskEventRow.state)).all()
+    assert [tuple(e) for e in events][:2] == [("stale_data", "REDUCING"), ("stale_data", "ACTIVE")]

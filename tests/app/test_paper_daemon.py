@@ -93,15 +93,18 @@ def test_model_paper_replay_equals_the_backtest(tmp_path, nifty_path):
     assert a == b
 
 
-def start_paper(db: Path, nifty: Path, *extra: str) -> subprocess.Popen[str]:
+def start_paper(db: Path | str, nifty: Path, *extra: str) -> subprocess.Popen[str]:
     return trader("paper", "--feed", f"replay:{nifty}", *ARGS, "--db", str(db), *extra)
 
 
-def wait_for_bars(db: Path, at_least: int, proc: subprocess.Popen[str]) -> str:
+def wait_for_bars(db: Path | str, at_least: int, proc: subprocess.Popen[str]) -> str:
     return str(wait_until(db, lambda run: (run.bars_processed or 0) >= at_least, proc).run_id)
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, nifty_path):
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, nifty_path, db_url):
+    """On SQLite and on a real PostgreSQL server (``db_url``): killed at a random moment and
+    resumed, the run ends exactly as the uninterrupted run on SQLite — the same orders, fills
+    and equity curve, whichever database held it."""
     whole = tmp_path / "whole.db"
     assert (
         main(
@@ -111,7 +114,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, nifty_path):
     )
     reference = rows(whole, runs(whole)[0].run_id)
 
-    crashed = tmp_path / "crashed.db"
+    crashed = db_url
     proc = start_paper(crashed, nifty_path, "--speed", "40000x")  # 15-min bar ≈ 22 ms
     run_id = wait_for_bars(crashed, 120, proc)
     os.kill(proc.pid, signal.SIGKILL)

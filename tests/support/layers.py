@@ -1,9 +1,9 @@
 """The import-direction rule of DESIGN.md, as a checker the test suite (and so CI) runs.
 
-    config  ←  engine (core)  ←  risk, brokers, strategies, models  ←  app
+    config  ←  engine (core)  ←  risk, brokers, notify, strategies, models  ←  app
 
 A module may import its own package and the packages below its layer, never above, and the
-four middle packages do not import each other (each implements ports the core defines; the
+middle packages do not import each other (each implements ports the core defines; the
 app layer wires them together). Every import counts — top-level, inside functions, and under
 ``TYPE_CHECKING`` — because each is a dependency the next engineer has to know about.
 """
@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "engine": 1,
     "risk": 2,
     "brokers": 2,
+    "notify": 2,
     "strategies": 2,
     "models": 2,
     "app": 3,

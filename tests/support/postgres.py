@@ -14,6 +14,10 @@ from typing import Any
 from sqlalchemy import create_engine, make_url, text
 
 
+class ServerUnavailable(RuntimeError):
+    """pgserver is installed but no server could be started here."""
+
+
 class PostgresServer:
     def __init__(self, folder: Path) -> None:
         try:
@@ -22,7 +26,10 @@ class PostgresServer:
             raise RuntimeError(
                 "the PostgreSQL tests need pgserver and psycopg: pip install -e '.[dev]'"
             ) from exc
-        self.server: Any = pgserver.get_server(folder, cleanup_mode="stop")
+        try:
+            self.server: Any = pgserver.get_server(folder, cleanup_mode="stop")
+        except Exception as exc:  # initdb/pg_ctl failing: the machine, not the code under test
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self.base = make_url(self.server.get_uri()).set(drivername="postgresql+psycopg")
 
     def new_database(self) -> str:

@@ -245,3 +245,64 @@ async def test_stop_interrupts_a_long_reconnect_backoff():
         await client.stop()
         await asyncio.wait_for(runner, 1)
     assert client.stats.connects == 0
+
+
+async def test_a_feed_that_beats_but_sends_no_ticks_is_recycled_within_the_limit():
+    """Heartbeats keep coming, ticks stop (subscriptions lost server-side, nothing closed):
+    detected within ``tick_silence_s``, reconnected, resubscribed, and the first tick after it
+    announced as fresh."""
+    async with FakeKite(heartbeat_s=0.05) as fake:
+        stale: list[float] = []
+        fresh: list[bool] = []
+        client = client_for(
+            fake, stale_after_s=2.0, tick_silence_s=0.3, on_stale=stale.append,
+            on_fresh=lambda: fresh.append(True),
+        )  # fmt: skip
+        await client.subscribe([INFY], "full")
+        runner = asyncio.create_task(client.run())
+        await fake.ticker.wait_subscribed([INFY], "full")
+        ticking = True
+
+        async def exchange() -> None:
+            k = 0
+            while ticking:
+                k += 1
+                await fake.ticker.push([make_tick(INFY, OPEN + timedelta(seconds=k), 100.0, k)])
+                await asyncio.sleep(0.03)
+
+        pusher = asyncio.create_task(exchange())
+        await until(lambda: client.stats.ticks >= 3)
+        assert fake.ticker.go_quiet() == 1
+        loop = asyncio.get_running_loop()
+        quiet_at = loop.time()
+        await until(lambda: bool(stale), timeout=3)
+        detected_after = loop.time() - quiet_at
+        await until(lambda: client.stats.connects >= 2 and bool(fresh), timeout=3)
+        ticking = False
+        await pusher
+        await client.stop()
+        await asyncio.wait_for(runner, 2)
+    assert 0.3 <= detected_after < 0.3 + 0.5  # within the limit (plus the watchdog's period)
+    assert stale[0] >= 0.3 and client.stats.heartbeats > 0  # beats did not hide the silence
+    assert fresh == [True] and client.stats.stale_events == 1
+
+
+async def test_a_feed_that_keeps_going_quiet_is_retried_with_growing_backoff():
+    """Each connection handshakes fine and then delivers nothing: the backoff is not reset
+    by the handshake (no tight reconnect loop), only by a connection that delivered ticks."""
+    async with FakeKite(heartbeat_s=0.05) as fake:
+        client = client_for(fake, stale_after_s=2.0, tick_silence_s=0.05)
+        attempts: list[int] = []
+        backoff = client.backoff
+
+        def recorded(attempt: int) -> float:
+            attempts.append(attempt)
+            return backoff(attempt) / 10
+
+        client.backoff = recorded  # type: ignore[method-assign]
+        await client.subscribe([INFY], "full")
+        runner = asyncio.create_task(client.run())
+        await until(lambda: client.stats.connects >= 4, timeout=5)
+        await client.stop()
+        await asyncio.wait_for(runner, 2)
+    assert attempts[:3] == [0, 1, 2]

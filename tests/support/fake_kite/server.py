@@ -14,6 +14,8 @@ Faults are rules matched per route name (see ``ROUTES``) and consumed in order::
     fake.inject("order.place", answer_delay_s=2.0)       # handles (order exists), answers late
     fake.inject("*", disconnect=True, times=1)           # connection cut without an answer
     fake.expire_token()                                  # every call → 403 TokenException
+    fake.block_mis("SBIN")                               # order margins refuse MIS for SBIN
+    fake.profile["products"].remove("MIS")               # the account has no intraday product
     fake.echo_credentials()                              # error bodies quote the credentials
     fake.reject_orders("RMS:Margin Exceeds")             # next order placed ends REJECTED
     await fake.ticker.drop_connections()                 # websocket network cut
@@ -79,6 +81,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "profile": ("GET", "/user/profile"),
     "margins": ("GET", "/user/margins"),
     "margins.segment": ("GET", "/user/margins/{segment}"),
+    "margins.orders": ("POST", "/margins/orders"),
     "instruments": ("GET", "/instruments"),
     "instruments.exchange": ("GET", "/instruments/{exchange}"),
     "historical": ("GET", "/instruments/historical/{token}/{interval}"),
@@ -189,6 +192,10 @@ class FakeKite:
         history = self.fixture("order_info.json")["data"]
         self.unlisted_histories = {history[0]["order_id"]: list(history)}
         self.extra_trades: list[dict[str, Any]] = []
+        # the account, editable by a test (``fake.profile["products"].remove("MIS")``)
+        self.profile: dict[str, Any] = self.fixture("profile.json")["data"]
+        self.margins: dict[str, Any] = self.fixture("margins.json")["data"]
+        self.mis_blocked: set[str] = set()
         self._order_ids = itertools.count(250101000000001)
         self._sessions = itertools.count(1)
         self.ticker = FakeTicker(self._ticker_authorised, heartbeat_s)
@@ -410,8 +417,9 @@ class FakeKite:
         return {
             "session.token": self._session_token,
             "session.logout": self._static("session_logout.json"),
-            "profile": self._static("profile.json"),
-            "margins": self._static("margins.json"),
+            "profile": self._profile,
+            "margins": self._margins,
+            "margins.orders": self._order_margins,
             "margins.segment": self._margins_segment,
             "instruments": self._instruments,
             "instruments.exchange": self._instruments,
@@ -498,9 +506,40 @@ class FakeKite:
         data.update(api_key=self.api_key, access_token=token)
         return _success(data)
 
+    async def _profile(self, request: web.Request) -> web.StreamResponse:
+        return _success(self.profile)
+
+    async def _margins(self, request: web.Request) -> web.StreamResponse:
+        return _success(self.margins)
+
+    def block_mis(self, *symbols: str) -> None:
+        """Kite's margin calculator refuses MIS orders for these symbols (as for a stock taken
+        off the intraday list)."""
+        self.mis_blocked.update(symbols)
+
+    async def _order_margins(self, request: web.Request) -> web.StreamResponse:
+        """``POST /margins/orders``: the recorded answer's shape, one entry per order; a MIS
+        order for a blocked symbol refuses the whole request, as Kite does."""
+        try:
+            orders = await request.json()
+        except ValueError:
+            return _error(400, "InputException", "invalid JSON body")
+        if not isinstance(orders, list) or not orders:
+            return _error(400, "InputException", "expected a list of orders")
+        template = self.fixture("order_margins.json")["data"][0]
+        answer = []
+        for order in orders:
+            symbol = str(order.get("tradingsymbol", ""))
+            if order.get("product") == "MIS" and symbol in self.mis_blocked:
+                return _error(
+                    400, "InputException", f"MIS orders are blocked for {symbol} (intraday)"
+                )
+            answer.append(dict(template, tradingsymbol=symbol, exchange=order.get("exchange")))
+        return _success(answer)
+
     async def _margins_segment(self, request: web.Request) -> web.StreamResponse:
         segment = request.match_info["segment"]
-        data = self.fixture("margins.json")["data"]
+        data = self.margins
         if segment not in data:
             return _error(400, "InputException", f"invalid segment `{segment}`")
         return _success(data[segment])

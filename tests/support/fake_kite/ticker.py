@@ -9,7 +9,8 @@ the connection's life; order updates and errors go out as JSON text frames.
 
 Tests drive it: ``push`` ticks (full-mode dicts with the official field names; each connection
 gets them in its own mode, framed into one binary message), ``drop_connections`` to simulate a
-network cut, ``wait_subscribed`` to know a (re)connected client has resubscribed.
+network cut, ``go_quiet`` for a connection that stops delivering ticks without closing,
+``wait_subscribed`` to know a (re)connected client has resubscribed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class TickerConnection:
     request: web.Request
     modes: dict[int, str] = field(default_factory=dict)
     control_messages: list[Any] = field(default_factory=list)
+    quiet: bool = False  # lost its subscriptions server-side: heartbeats only
 
 
 class FakeTicker:
@@ -131,6 +133,8 @@ class FakeTicker:
 
     @staticmethod
     async def _send_ticks(conn: TickerConnection, ticks: Sequence[Tick]) -> None:
+        if conn.quiet:
+            return
         packets = [
             encode_packet({**tick, "mode": conn.modes[tick["instrument_token"]]})
             for tick in ticks
@@ -167,6 +171,13 @@ class FakeTicker:
         for conn in list(self.connections):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await conn.ws.send_bytes(data)
+
+    def go_quiet(self) -> int:
+        """Every open connection stops delivering ticks — heartbeats go on, nothing closes —
+        as when Kite loses a connection's subscriptions; a new connection streams again."""
+        for conn in self.connections:
+            conn.quiet = True
+        return len(self.connections)
 
     async def drop_connections(self) -> int:
         """Cut every connection without a closing handshake, like a network failure."""
