@@ -24,17 +24,12 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from engine.store.schema import EquityRow, PositionRow, RiskEventRow, RunRow
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import headless_chromium
 from tests.support.paths import ROOT
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set $CHROMIUM)",
-        allow_module_level=True,
-    )
 
 T = TypeVar("T")
 
@@ -143,12 +138,8 @@ def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        yield browser.new_page()
 
 
 def amount(text: str) -> float:

@@ -10,21 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app.cli import main
 from engine.store.database import open_database
 from engine.store.queries import load_run
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set $CHROMIUM)",
-        allow_module_level=True,
-    )
+from tests.support.browser import headless_chromium
 
 # no --start-date: `trader report --data` must still find the bars the run had (its fingerprint)
 ARGS = ["--interval", "15minute", "--strategy", "sma_cross", "--param", "fast=3",
@@ -136,12 +125,8 @@ def test_backtest_report_and_stored_run_report_in_chromium(tmp_path, nifty_path,
     stored = tmp_path / "stored.html"
     assert main(["report", run_id, "--out", str(stored), "--db", str(db),
                  "--data", str(nifty_path)]) == 0  # fmt: skip
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            from_backtest, from_store = (read_offline(chromium, p) for p in (written, stored))
-        finally:
-            chromium.close()
+    with headless_chromium() as chromium:
+        from_backtest, from_store = (read_offline(chromium, p) for p in (written, stored))
     for shown in (from_backtest, from_store):
         check_report(shown, run)
     # the same header whichever command wrote it (the stored run adds when it was created)

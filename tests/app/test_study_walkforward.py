@@ -23,6 +23,7 @@ from engine.metrics import compute_metrics
 from engine.store.database import open_database
 from engine.store.queries import load_equity
 from engine.store.studies import load_study
+from tests.support.browser import headless_chromium
 from tests.support.paths import NSE_DIR, ROOT
 
 PERIOD = ["--start-date", "2021-01-01", "--end-date", "2021-04-30"]  # 2 folds: March, April
@@ -330,37 +331,27 @@ def test_an_unreachable_ray_address_is_refused_and_nothing_stored_is_lost(
 def test_the_study_report_opens_offline_with_dated_axes_and_ic_by_fold(
     on_ray: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-    if not chromium.exists():
-        pytest.skip(f"no Chromium at {chromium}")
     study_row = on_ray["study"]
     report = tmp_path / "study.html"
     assert main(["studies", "show", study_row["study_id"], "--db", str(on_ray["db"]),
                  "--report", str(report)]) == 0  # fmt: skip
     assert f"report: {report}" in capsys.readouterr().out
     requests: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(report.as_uri())
-            assert page.locator("tr.fold-row").count() == 2
-            ticks = page.locator("#equity text.xtick").all_text_contents()
-            assert ticks[0] == "01 Mar 2021" and ticks[-1] == "30 Apr 2021"
-            assert page.locator("#equity line.fold").count() == 1  # one boundary: April starts
-            points = page.locator("#equity polyline").get_attribute("points") or ""
-            assert len(points.split()) > 1000
-            assert page.locator("#ic rect.icbar").count() == 2
-            titles = page.locator("#ic rect.icbar title").all_text_contents()
-            ics = [f["metrics"]["model"]["ic"]["ic"] for f in study_row["folds"]]
-            assert titles == [f"{v:.4f}" for v in ics]
-            stitched = page.locator("#stitched-0").inner_text()
-            sharpe = study_row["results"]["0"]["metrics"]["sharpe"]
-            assert f"Sharpe {sharpe:.2f}" in stitched and "profitable folds" in stitched
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri())
+        assert page.locator("tr.fold-row").count() == 2
+        ticks = page.locator("#equity text.xtick").all_text_contents()
+        assert ticks[0] == "01 Mar 2021" and ticks[-1] == "30 Apr 2021"
+        assert page.locator("#equity line.fold").count() == 1  # one boundary: April starts
+        points = page.locator("#equity polyline").get_attribute("points") or ""
+        assert len(points.split()) > 1000
+        assert page.locator("#ic rect.icbar").count() == 2
+        titles = page.locator("#ic rect.icbar title").all_text_contents()
+        ics = [f["metrics"]["model"]["ic"]["ic"] for f in study_row["folds"]]
+        assert titles == [f"{v:.4f}" for v in ics]
+        stitched = page.locator("#stitched-0").inner_text()
+        sharpe = study_row["results"]["0"]["metrics"]["sharpe"]
+        assert f"Sharpe {sharpe:.2f}" in stitched and "profitable folds" in stitched
     assert requests == [report.as_uri()]  # nothing fetched: it opens offline

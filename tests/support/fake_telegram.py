@@ -46,7 +46,11 @@ class FakeBotApi:
     async def __aenter__(self) -> FakeBotApi:
         app = web.Application()
         app.router.add_post("/bot{token}/sendMessage", self._send_message)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
+        # no access log: it is the fake *server's* log of the URL, which holds the bot token the
+        # way Telegram's own logs would; tests assert that the engine's logs never do
+        self._runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=0.2, access_log=None
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
