@@ -54,6 +54,12 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], bool]] = {
         ],
         False,
     ),
+    "study-scale": (
+        "bench_study_scale.py",
+        [],
+        ["--quick"],
+        True,
+    ),
     "inference": ("bench_model_inference.py", [], ["--repeats", "3"], False),
     "latency-fp32": ("bench_decision_latency.py", ["--precision", "fp32"], ["--days", "2"], False),
     "latency-bf16": (
